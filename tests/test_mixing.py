@@ -1,0 +1,112 @@
+import pytest
+
+from siked.mixing import (
+    cap_per_strategy,
+    correct_solutions,
+    deduplicate,
+    mix,
+    prefer_strategies,
+)
+from siked.records import Solution, Verdict
+
+
+def sol(pid, strategy, text, origin="teacher:reference"):
+    return Solution(problem_id=pid, strategy=strategy, solution=text, origin=origin)
+
+
+def stu(pid, strategy, text):
+    return sol(pid, strategy, text, origin="student:1")
+
+
+TEACHER = [
+    sol("q1", "cot", "t1 cot"), sol("q1", "l2m", "t1 l2m"), sol("q1", "pot", "answer = 1"),
+    sol("q2", "cot", "t2 cot"), sol("q2", "pot", "answer = 2"),
+    sol("q3", "l2m", "t3 l2m"),
+]
+
+
+def test_adaptive_per_question_adds_teacher_exactly_for_unsolved_ids():
+    student = [stu("q1", "pot", "answer = 1 * 1"), stu("q2", "cot", "s2 cot")]
+    result = mix(TEACHER, student, mode="adaptive", granularity="question")
+    teacher_ids = {r.problem_id for r in result.records if r.origin.startswith("teacher")}
+    assert teacher_ids == {"q3"}
+    assert result.teacher_count == 1 and result.student_count == 2
+    assert result.alpha == pytest.approx(1 / 3)
+
+
+def test_adaptive_per_strategy_fills_only_unsolved_pairs():
+    student = [stu("q1", "pot", "answer = 1 * 1"), stu("q2", "cot", "s2 cot")]
+    result = mix(TEACHER, student, mode="adaptive", granularity="strategy")
+    teacher_pairs = {(r.problem_id, r.strategy) for r in result.records if r.origin.startswith("teacher")}
+    assert teacher_pairs == {("q1", "cot"), ("q1", "l2m"), ("q2", "pot"), ("q3", "l2m")}
+    assert result.alpha == pytest.approx(4 / 6)
+
+
+def test_all_keeps_every_teacher_solution_and_alpha_matches_counts():
+    student = [stu("q1", "pot", "answer = 1 * 1"), stu("q3", "cot", "s3 cot")]
+    result = mix(TEACHER, student, mode="all")
+    assert result.teacher_count == len(TEACHER)
+    assert result.student_count == 2
+    assert result.alpha == pytest.approx(6 / 8)
+    assert result.strategy_counts == {"cot": 3, "l2m": 2, "pot": 3}
+
+
+def test_student_mode_has_no_teacher_data():
+    student = [stu("q1", "pot", "answer = 1 * 1")]
+    result = mix(TEACHER, student, mode="student")
+    assert result.records == student and result.alpha == 0.0
+    assert mix([], [], mode="student").alpha == 0.0
+
+
+def test_alpha_falls_as_the_student_solves_more():
+    weak = mix(TEACHER, [stu("q1", "cot", "a")], mode="adaptive")
+    strong = mix(TEACHER, [stu(q, "cot", "a") for q in ("q1", "q2", "q3")], mode="adaptive")
+    assert strong.alpha < weak.alpha
+    assert strong.alpha == 0.0
+
+
+def test_cap_and_dedup_per_question_and_strategy():
+    student = [
+        stu("q1", "cot", "same  text"), stu("q1", "cot", "same text"),  # whitespace duplicate
+        stu("q1", "cot", "other text"), stu("q1", "pot", "answer = 3"),
+    ]
+    assert len(deduplicate(student)) == 3
+    assert [r.solution for r in cap_per_strategy(deduplicate(student), 1)] == ["same  text", "answer = 3"]
+    result = mix([], student, mode="all", max_per_strategy=2)
+    assert result.student_count == 3
+
+
+def test_student_solution_identical_to_a_teacher_one_counts_once():
+    student = [stu("q2", "cot", "t2   cot")]
+    result = mix(TEACHER, student, mode="all")
+    assert result.teacher_count == len(TEACHER) - 1
+    assert result.student_count == 1
+
+
+def test_priority_keeps_the_preferred_strategy_per_question():
+    kept = prefer_strategies(TEACHER, ["pot", "cot"])
+    assert {(r.problem_id, r.strategy) for r in kept} == {("q1", "pot"), ("q2", "pot"), ("q3", "l2m")}
+    result = mix(TEACHER, [], mode="all", priority=["l2m"])
+    assert {(r.problem_id, r.strategy) for r in result.records} == {
+        ("q1", "l2m"), ("q2", "cot"), ("q2", "pot"), ("q3", "l2m"),
+    }
+
+
+def test_correct_solutions_follow_verdicts_and_check_alignment():
+    solutions = [stu("q1", "cot", "a"), stu("q2", "cot", "b")]
+    verdicts = [
+        Verdict(problem_id="q1", strategy="cot", status="ok", correct=True, predicted=1.0),
+        Verdict(problem_id="q2", strategy="cot", status="ok", correct=False, predicted=2.0),
+    ]
+    assert correct_solutions(solutions, verdicts) == solutions[:1]
+    with pytest.raises(ValueError, match="aligned"):
+        correct_solutions(solutions, verdicts[::-1])
+    with pytest.raises(ValueError, match="2 solutions but 1 verdicts"):
+        correct_solutions(solutions, verdicts[:1])
+
+
+def test_unknown_mode_and_granularity_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown mixing mode 'some'"):
+        mix(TEACHER, [], mode="some")
+    with pytest.raises(ValueError, match="unknown granularity"):
+        mix(TEACHER, [], mode="adaptive", granularity="token")

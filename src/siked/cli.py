@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,18 +20,19 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 ConfigArg = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Argument(help="YAML config file; omitted: the embedded default (offline, small)."),
 ]
 SetOption = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--set", help="Override a config field, e.g. --set teacher.samples=4 (repeatable)."),
 ]
 
 
 def fail(message: str, code: int = 2) -> None:
     """Print a clear error (no traceback) and exit."""
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print("[bold red]error:[/]", end=" ")
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -40,6 +42,283 @@ def config_from(path: Path | None, overrides: list[str] | None) -> SikedConfig:
     except ConfigError as exc:
         fail(str(exc))
         raise  # unreachable: fail() exits
+
+
+@app.callback()
+def cli() -> None:
+    # An explicit callback keeps `siked COMMAND` a group; without it Typer runs a lone command as the app.
+    pass
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory holding metrics.json and config.yaml.")],
+) -> None:
+    """Write RUN_DIR/report.md (plots in RUN_DIR/plots/) and a self-contained RUN_DIR/report.html."""
+    from siked.report import ReportError, write_report  # imports matplotlib: only when asked
+
+    try:
+        md_path, html_path = write_report(run_dir)
+    except ReportError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail() exits
+    typer.echo(md_path)
+    typer.echo(html_path)
+
+
+DataFileOption = Annotated[
+    Path | None,
+    typer.Option("--data-file", help="Raw file of the original release (or a local hub snapshot)."),
+]
+
+
+def load_dataset_arg(spec: str, data_file: Path | None, limit: int | None = None) -> list:
+    """Problems of `NAME:SPLIT`, with a clean error for anything a user can get wrong."""
+    from siked.data import DataError, load_problems, parse_data_spec
+
+    try:
+        name, split = parse_data_spec(spec)
+        return load_problems(name, split, data_file=data_file, limit=limit)
+    except DataError as exc:
+        fail(str(exc))
+        raise
+
+
+@app.command()
+def data(
+    spec: Annotated[str, typer.Argument(metavar="NAME:SPLIT", help="Dataset and split, e.g. gsm8k:test.")],
+    data_file: DataFileOption = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Keep the first N problems.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Load a dataset split: print the count, how many golds are numeric, and one example.
+
+    Datasets: gsm8k, gsm8k_socratic, svamp, asdiv, multiarith, gsm_symbolic (offline), jsonl.
+    """
+    problems = load_dataset_arg(spec, data_file, limit)
+    numeric = sum(p.numeric_gold for p in problems)
+    example = problems[0].model_dump(mode="json") if problems else None
+    if as_json:
+        typer.echo(json.dumps({"count": len(problems), "numeric_gold": numeric, "example": example}))
+        return
+    out = Console()
+    out.print(f"[bold]{spec}[/]: {len(problems)} problems, {numeric} with a numeric gold answer")
+    if example:
+        out.print_json(data=example)
+
+
+def read_solution_file(path: Path, problems: dict) -> list:
+    """The solutions of a `siked grade` file; every unknown id or strategy is reported by line."""
+    from siked.io import RecordError, read_jsonl_numbered
+    from siked.records import Solution
+    from siked.strategies import strategy_names
+
+    try:
+        rows = read_jsonl_numbered(path, Solution)
+    except RecordError as exc:
+        fail(str(exc))
+    known = set(strategy_names())
+    errors = []
+    for lineno, row in rows:
+        if row.problem_id not in problems:
+            errors.append(f"{path}:{lineno}: unknown problem_id {row.problem_id!r}")
+        if row.strategy not in known:
+            errors.append(f"{path}:{lineno}: unknown strategy {row.strategy!r} (known: {', '.join(sorted(known))})")
+    if errors:
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        fail(f"{len(errors)} bad row(s) in {path}, nothing graded:\n  " + "\n  ".join(errors[:20]) + more)
+    if not rows:
+        fail(f"{path} holds no solutions")
+    return [row for _, row in rows]
+
+
+@app.command()
+def grade(
+    solutions: Annotated[Path, typer.Argument(help='JSON Lines: {"problem_id", "strategy", "solution"} per line.')],
+    data_spec: Annotated[str, typer.Option("--data", metavar="NAME:SPLIT", help="Dataset holding the gold answers.")],
+    data_file: DataFileOption = None,
+    out: Annotated[Path | None, typer.Option(help="Write one verdict per line here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+    config: Annotated[Path | None, typer.Option(help="Config file (sandbox and grading sections).")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Grade solutions against a dataset's gold answers; PoT programs run in the sandbox."""
+    from siked.evaluation import summarize
+    from siked.grading import Grader
+    from siked.io import write_jsonl
+    from siked.sandbox import SandboxPool
+    from siked.teachers.progress import make_progress
+
+    cfg = config_from(config, overrides)
+    problems = {p.id: p for p in load_dataset_arg(data_spec, data_file)}
+    rows = read_solution_file(solutions, problems)
+    items = [(problems[r.problem_id], r.strategy, r.solution) for r in rows]
+    with SandboxPool.from_config(cfg.sandbox) as sandbox, make_progress(console) as progress:
+        task = progress.add_task("grading", total=len(items))
+        verdicts = Grader.from_config(cfg, sandbox).grade_many(
+            items, progress=lambda n: progress.advance(task, n)
+        )
+    if out is not None:
+        write_jsonl(out, verdicts)
+    summary = summarize(verdicts)
+    summary.pop("strategy_distribution")
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    print_grade_summary(summary)
+
+
+def print_grade_summary(summary: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['total']})")
+    for column in ("strategy", "total", "correct", "accuracy"):
+        table.add_column(column)
+    for name, block in summary["by_strategy"].items():
+        table.add_row(name, str(block["total"]), str(block["correct"]), f"{block['accuracy']:.1%}")
+    out = Console()
+    out.print(table)
+    out.print("status: " + ", ".join(f"{k} {v}" for k, v in summary["by_status"].items()))
+
+
+@app.command()
+def teach(
+    config: ConfigArg = None,
+    overrides: SetOption = None,
+    data_spec: Annotated[
+        str | None, typer.Option("--data", metavar="NAME:SPLIT", help="Training questions (default: the config's data.train).")
+    ] = None,
+    data_file: DataFileOption = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Solve the first N questions.")] = None,
+    teacher: Annotated[str | None, typer.Option("--teacher", help="Backend: openai, vllm, hf, file or reference.")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1.")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Teacher model (served name, hub id or path).")] = None,
+    samples: Annotated[int | None, typer.Option("--samples", min=1, help="K samples per question and strategy.")] = None,
+    strategies: Annotated[str | None, typer.Option("--strategies", help="Comma-separated strategies, e.g. cot,l2m,pot.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default: <config out>/teacher).")] = None,
+) -> None:
+    """Solve training questions with the teacher (K samples per strategy), grade them, keep the correct ones.
+
+    Writes OUT/teacher.jsonl (kept solutions, in the `siked grade` schema) and OUT/teacher_stats.json.
+
+    LLM completions are appended durably to OUT/teacher_completions.jsonl.
+    Rerunning, or resuming after a crash, sends only the requests that never succeeded.
+    """
+    from pydantic import ValidationError
+    from siked.data import DataError, load_spec, parse_data_spec
+    from siked.teachers import TeacherError
+    from siked.teachers import teach as run_teach
+
+    cfg = config_from(config, overrides)
+    flags = {"backend": teacher, "base_url": base_url, "model": model, "samples": samples}
+    if strategies is not None:
+        flags["strategies"] = [name.strip() for name in strategies.split(",") if name.strip()]
+    try:
+        for field, value in flags.items():
+            if value is not None:
+                setattr(cfg.teacher, field, value)
+    except ValidationError as exc:
+        fail(f"invalid teacher option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+    spec_update: dict = {}
+    try:
+        if data_spec is not None:
+            name, split = parse_data_spec(data_spec)
+            spec_update.update(name=name, split=split, file=None, limit=None)
+        if data_file is not None:
+            spec_update["file"] = data_file
+        if limit is not None:
+            spec_update["limit"] = limit
+        problems = load_spec(cfg.data.train.model_copy(update=spec_update))
+    except DataError as exc:
+        fail(str(exc))
+        raise
+    try:
+        result = run_teach(cfg, problems, out or cfg.out / "teacher", console=console)
+    except TeacherError as exc:
+        fail(str(exc))
+        raise
+    typer.echo(result.files["teacher"])
+
+
+@app.command()
+def run(
+    config: ConfigArg = None,
+    overrides: SetOption = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: the config's `out`).")] = None,
+) -> None:
+    """Run SIKeD end to end: teacher data, iterations of train / evaluate / sample / mix, baselines, report.
+
+    With no config it runs the embedded default offline (gsm_symbolic, reference teacher, SmolLM2).
+    Rerunning the same command resumes at the first unfinished stage.
+    """
+    from siked.loop import run as run_loop
+    from siked.rundir import RunDirError
+
+    cfg = config_from(config, (overrides or []) + ([f"out={out}"] if out else []))
+    try:
+        run_dir = run_loop(cfg, console)
+    except RunDirError as exc:
+        fail(str(exc))
+        raise
+    typer.echo(run_dir)
+
+
+@app.command("eval")
+def evaluate(
+    target: Annotated[Path, typer.Argument(metavar="MODEL_OR_RUN", help="Model (hub id, dir, GGUF) or run directory.")],
+    data_specs: Annotated[list[str] | None, typer.Option("--data", metavar="NAME:SPLIT", help="Evaluation set (repeatable).")] = None,
+    data_files: Annotated[list[Path] | None, typer.Option("--data-file", help="Raw file for each --data, in order.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Keep the first N problems of each set.")] = None,
+    with_routing: Annotated[bool, typer.Option("--routing", help="Also force each strategy: per-question routing and the oracle.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    config: Annotated[Path | None, typer.Option(help="Config file (generation, sandbox, grading).")] = None,
+    overrides: SetOption = None,
+) -> None:
+    """Greedy evaluation: accuracy per dataset and per chosen strategy, strategy choices, statuses.
+
+    For a run directory without --data, prints its per-iteration metrics (strategy distributions of
+    teacher data, training mix and student; KL(train || student)); with --data, evaluates its best iteration.
+    """
+    from siked.evaluation import evaluate_model, run_overview
+
+    cfg = config_from(config, overrides)
+    files = list(data_files or [])
+    if len(files) > len(data_specs or []):
+        fail("more --data-file than --data options")
+    model = target
+    if (target / "manifest.json").exists():
+        overview = run_overview(target)
+        if not data_specs:
+            typer.echo(json.dumps(overview, indent=2)) if as_json else print_overview(overview)
+            return
+        model = target / overview["best_model"]
+    elif not data_specs:
+        fail("give at least one --data NAME:SPLIT to evaluate a model")
+    sets = {
+        spec: load_dataset_arg(spec, files[i] if i < len(files) else None, limit)
+        for i, spec in enumerate(data_specs or [])
+    }
+    results = evaluate_model(str(model), sets, cfg, routing_too=with_routing, console=console)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for key, summary in results.items():
+        console.print(f"[bold]{key}[/]")
+        print_grade_summary(summary)
+
+
+def print_overview(overview: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"run {overview['run']} (best: {overview['best_model']})")
+    for column in ("iteration", "alpha", "teacher data", "training mix", "student", "KL(train||student)", "validation"):
+        table.add_column(column)
+    share = lambda d: ", ".join(f"{k} {v:.0%}" for k, v in (d or {}).items())  # noqa: E731
+    for row in overview["iterations"]:
+        table.add_row(str(row["iteration"]), f"{row['alpha']:.2f}", share(overview["teacher"]), share(row["train"]),
+                      share(row["student"]), f"{row['kl']:.3f}" if row["kl"] is not None else "-",
+                      f"{row['validation']:.1%}" if row["validation"] is not None else "-")
+    Console().print(table)
 
 
 def main() -> None:

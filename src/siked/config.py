@@ -60,12 +60,18 @@ class GradingConfig(Section):
 
 class TeacherConfig(Section):
     backend: Literal["openai", "vllm", "hf", "file", "reference"] = "reference"
+    """openai: an OpenAI-compatible server; vllm: the offline vLLM engine (GPU, extra `siked[vllm]`);
+    hf: a local transformers model; file: pre-generated solutions; reference: the dataset's own
+    worked solutions turned into every strategy (no LLM)."""
     base_url: str | None = None
     """OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."""
     model: str | None = None
+    """Model name (openai: as served, None = the first one the server lists; vllm/hf: hub id or
+    local path, hf also a .gguf file)."""
     api_key_env: str = "OPENAI_API_KEY"
     """Name of the environment variable holding the API key (the key itself is never stored)."""
     endpoint: Literal["chat", "completions"] = "chat"
+    """chat: few-shot turns through the chat template; completions: one plain few-shot prompt."""
     strategies: list[str] = ["cot", "l2m", "pot"]
     samples: int = Field(default=10, ge=1)
     """K samples per question and strategy (the paper: 10)."""
@@ -75,14 +81,34 @@ class TeacherConfig(Section):
     top_p: float = Field(default=1.0, gt=0, le=1)
     max_tokens: int = Field(default=512, ge=1)
     concurrency: int = Field(default=16, ge=1)
+    """openai: requests in flight at once."""
+    multi_sample: Literal["auto", "n", "separate"] = "auto"
+    """openai: how K samples are asked for. n: one request with `n`; separate: one seeded request
+    per sample; auto: `n`, switching to separate when the server returns fewer choices or rejects `n`."""
     max_retries: int = Field(default=8, ge=0)
+    """openai: retries of one request (429, 5xx, timeouts, dropped connections, malformed JSON)."""
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    """openai: first retry waits about this long, doubling each retry (with jitter)."""
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    """openai: longest backoff between retries (a server's Retry-After is honoured beyond it)."""
     request_timeout_s: float = Field(default=120.0, gt=0)
+    max_failed_requests: int = Field(default=0, ge=0)
+    """openai: requests allowed to fail for good before the run stops (their samples are missing)."""
+    batch_size: int = Field(default=64, ge=1)
+    """vllm/hf: prompts per generation call; each call's completions are saved before the next."""
     seed: int = 0
+    cache: Path | None = None
+    """Completion log and cache (JSON Lines); None: `teacher_completions.jsonl` in the output directory."""
     file: Path | None = None
     """Solutions JSONL for the `file` backend."""
+    file_fields: dict[str, str] = {}
+    """file: where `problem_id`, `strategy` and `solution` are in each line (dotted paths for nested
+    objects), e.g. {"problem_id": "id", "solution": "output.text"}; a value `=cot` is a constant."""
     price_prompt_per_mtok: float | None = None
+    """Price per million prompt tokens, for the cost in the ledger."""
     price_completion_per_mtok: float | None = None
     tensor_parallel_size: int = Field(default=1, ge=1)
+    """vllm: GPUs one model is split over."""
 
 
 class StudentConfig(Section):
@@ -137,9 +163,18 @@ class MixingConfig(Section):
 
 
 class LoopConfig(Section):
+    method: Literal["siked", "combined", "cot", "l2m", "pot"] = "siked"
+    """siked: the self-guided iterations; combined: one pass on every strategy's teacher data;
+    cot / l2m / pot: one pass on that strategy's teacher data (single-strategy distillation)."""
     max_iterations: int = Field(default=3, ge=1)
     patience: int = Field(default=1, ge=0)
     """Stop after this many iterations without a better validation accuracy."""
+    baselines: list[Literal["combined", "cot", "l2m", "pot"]] = []
+    """Baselines trained in the same run from the same teacher data, with SIKeD's total step budget."""
+    routing: bool = False
+    """Also decode every evaluation set with each strategy forced (per-question routing, oracle)."""
+    report: bool = True
+    """Write report.md and report.html at the end of `siked run`."""
 
 
 class SikedConfig(Section):
@@ -155,6 +190,11 @@ class SikedConfig(Section):
     generation: GenerationConfig = GenerationConfig()
     mixing: MixingConfig = MixingConfig()
     loop: LoopConfig = LoopConfig()
+
+
+EMBEDDED_DEFAULT = Path(__file__).parent / "configs" / "embedded.yaml"
+"""What siked uses with no config file: offline data, reference teacher, SmolLM2, small sizes.
+A config file is read on top of the field defaults, which are the paper's settings."""
 
 
 class ConfigError(ValueError):
@@ -206,6 +246,8 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
     """Read a YAML config (or the embedded default when `path` is None) and apply overrides."""
     tree: dict[str, Any] = SikedConfig().model_dump(mode="json")
     origin = "embedded default"
+    if path is None:
+        _merge(tree, yaml.safe_load(EMBEDDED_DEFAULT.read_text(encoding="utf-8")))
     if path is not None:
         path = Path(path)
         origin = str(path)

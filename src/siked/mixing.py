@@ -40,7 +40,7 @@ def correct_solutions(solutions: Sequence[Solution], verdicts: Sequence[Verdict]
     if len(solutions) != len(verdicts):
         raise ValueError(f"{len(solutions)} solutions but {len(verdicts)} verdicts")
     kept = []
-    for solution, verdict in zip(solutions, verdicts):
+    for solution, verdict in zip(solutions, verdicts, strict=True):
         if verdict.problem_id != solution.problem_id:
             raise ValueError(
                 f"verdict for {verdict.problem_id!r} is aligned with a solution of {solution.problem_id!r}"

@@ -1,0 +1,93 @@
+"""Reading and writing artifacts: JSON Lines of records, written atomically and durably."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+Record = TypeVar("Record", bound=BaseModel)
+
+
+class RecordError(ValueError):
+    """A JSON Lines row that cannot be read; the message names the file and line."""
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_json(path: Path, data: Any) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_jsonl(path: Path, records: Iterable[BaseModel | dict[str, Any]]) -> int:
+    """Write all rows at once (atomic and fsynced); returns the number of rows."""
+    count = 0
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as handle:
+        for record in records:
+            row = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+        handle.flush()
+        os.fsync(handle.fileno())
+    return count
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a bad line names file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecordError(f"{path}: no such file")
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise RecordError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise RecordError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            yield lineno, row
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(p) for p in err["loc"]) or "<row>"
+        parts.append(f"field {field!r}: {err['msg'].lower()}")
+    return "; ".join(parts)
+
+
+def read_jsonl(path: Path, model: type[Record]) -> list[Record]:
+    """Read every row as `model`; extra keys are ignored, a missing or wrong field names file:line."""
+    return [record for _, record in read_jsonl_numbered(path, model)]
+
+
+def read_jsonl_numbered(path: Path, model: type[Record]) -> list[tuple[int, Record]]:
+    rows = []
+    for lineno, row in iter_jsonl(path):
+        try:
+            rows.append((lineno, model.model_validate(row)))
+        except ValidationError as exc:
+            raise RecordError(f"{path}:{lineno}: {_describe(exc)}") from None
+    return rows

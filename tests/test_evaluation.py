@@ -1,0 +1,65 @@
+import math
+
+import pytest
+
+from siked.evaluation import distribution, kl_divergence, routing, sample_summary, summarize
+from siked.records import Problem, Solution, Verdict
+
+
+def verdict(pid, strategy, correct, status="ok"):
+    return Verdict(problem_id=pid, strategy=strategy, status=status, correct=correct)
+
+
+def problem(pid):
+    return Problem(id=pid, question="q", answer=1.0, answer_text="1", source="t", split="test")
+
+
+def test_summarize_counts_accuracy_strategies_and_statuses():
+    verdicts = [
+        verdict("a", "cot", True), verdict("b", "cot", False), verdict("c", "pot", True),
+        verdict("d", "none", False, "invalid"),
+    ]
+    summary = summarize(verdicts)
+    assert summary["total"] == 4 and summary["correct"] == 2 and summary["accuracy"] == 0.5
+    assert summary["by_strategy"]["cot"] == {"total": 2, "correct": 1, "accuracy": 0.5}
+    assert summary["strategy_distribution"] == {"cot": 0.5, "none": 0.25, "pot": 0.25}
+    assert summary["by_status"] == {"invalid": 1, "ok": 3}
+    assert summarize([])["accuracy"] == 0.0
+
+
+def test_kl_is_zero_for_equal_distributions_and_grows_with_mismatch():
+    p = {"cot": 0.5, "pot": 0.5}
+    assert kl_divergence(p, p) == pytest.approx(0.0, abs=1e-5)
+    near = kl_divergence(p, {"cot": 0.6, "pot": 0.4})
+    far = kl_divergence(p, {"cot": 0.95, "pot": 0.05})
+    assert 0 < near < far
+    assert near == pytest.approx(0.5 * math.log(0.5 / 0.6) + 0.5 * math.log(0.5 / 0.4), rel=1e-3)
+    assert math.isfinite(kl_divergence(p, {"cot": 1.0}))  # a strategy the student never picks
+
+
+def test_distribution_shares():
+    assert distribution(["cot", "pot", "cot", "l2m"]) == {"cot": 0.5, "l2m": 0.25, "pot": 0.25}
+    assert distribution([]) == {}
+
+
+def test_routing_oracle_and_exclusive_solves():
+    problems = [problem(p) for p in "abcd"]
+    forced = {
+        "cot": [verdict("a", "cot", True), verdict("b", "cot", False), verdict("c", "cot", False), verdict("d", "cot", False)],
+        "l2m": [verdict("a", "l2m", True), verdict("b", "l2m", True), verdict("c", "l2m", False), verdict("d", "l2m", False)],
+        "pot": [verdict("a", "pot", False), verdict("b", "pot", False), verdict("c", "pot", True), verdict("d", "pot", False)],
+    }
+    table = routing(problems, forced)
+    assert table["oracle_accuracy"] == 0.75
+    assert table["best_single_accuracy"] == 0.5
+    assert table["solved_by"] == {"cot": 1, "l2m": 2, "pot": 1}
+    assert table["only_by"] == {"cot": 0, "l2m": 1, "pot": 1}
+    assert table["per_question"] == {"a": ["cot", "l2m"], "b": ["l2m"], "c": ["pot"], "d": []}
+
+
+def test_sample_summary_counts_solved_questions():
+    solutions = [Solution(problem_id=p, strategy=s, solution="x") for p, s in [("a", "cot"), ("a", "pot"), ("b", "pot")]]
+    verdicts = [verdict("a", "cot", True), verdict("a", "pot", True), verdict("b", "pot", False)]
+    summary = sample_summary([problem("a"), problem("b")], solutions, verdicts)
+    assert summary == {"samples": 3, "correct": 2, "questions": 2, "solved_questions": 1,
+                       "strategy_counts": {"cot": 1, "pot": 2}}

@@ -1,0 +1,66 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from siked.config import load_config
+from siked.rundir import RunDir, RunDirError
+
+
+def config_for(path: Path, *overrides: str):
+    return load_config(None, [f"out={path}", *overrides])
+
+
+def test_new_run_records_config_inputs_and_libraries(tmp_path: Path):
+    run = RunDir.open(config_for(tmp_path / "run"))
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["config"]["teacher"]["backend"] == "reference"
+    assert "out" not in manifest["config"]
+    assert manifest["libraries"]["siked"]
+    assert manifest["stages"] == {}
+    assert run.path == tmp_path / "run"
+
+
+def test_stage_is_done_only_when_finished_and_outputs_exist(tmp_path: Path):
+    config = config_for(tmp_path / "run")
+    run = RunDir.open(config)
+    output = run.stage_path("teacher", "teacher.jsonl")
+    run.start("teacher")
+    assert not run.is_done("teacher")  # started, then killed: redone on resume
+    output.parent.mkdir(parents=True)
+    output.write_text("{}\n")
+    run.finish("teacher", [output], {"kept": 3})
+    resumed = RunDir.open(config)
+    assert resumed.is_done("teacher") and resumed.info("teacher") == {"kept": 3}
+    assert resumed.manifest["resumed"] == 1
+    output.unlink()  # an output that vanished makes the stage undone again
+    assert not RunDir.open(config).is_done("teacher")
+
+
+def test_changed_config_is_refused_and_names_the_fields(tmp_path: Path):
+    RunDir.open(config_for(tmp_path / "run"))
+    with pytest.raises(RunDirError) as info:
+        RunDir.open(config_for(tmp_path / "run", "teacher.samples=7", "mixing.mode=all"))
+    message = str(info.value)
+    assert "teacher.samples: run has 1, now 7" in message
+    assert "mixing.mode: run has 'adaptive', now 'all'" in message
+    assert "--out" in message
+
+
+def test_corrupt_manifest_is_a_clear_error(tmp_path: Path):
+    config = config_for(tmp_path / "run")
+    RunDir.open(config)
+    (tmp_path / "run" / "manifest.json").write_text('{"version": 1, "config": ')
+    with pytest.raises(RunDirError, match=r"manifest.json is corrupt"):
+        RunDir.open(config)
+    (tmp_path / "run" / "manifest.json").write_text('{"version": 1}')
+    with pytest.raises(RunDirError, match=r"missing config, stages"):
+        RunDir.open(config)
+
+
+def test_a_directory_that_is_not_a_run_is_not_taken_over(tmp_path: Path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(RunDirError, match="not a siked run directory"):
+        RunDir.open(config_for(tmp_path / "mine"))
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

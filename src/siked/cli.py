@@ -205,6 +205,7 @@ def teach(
     Rerunning, or resuming after a crash, sends only the requests that never succeeded.
     """
     from pydantic import ValidationError
+
     from siked.data import DataError, load_spec, parse_data_spec
     from siked.teachers import TeacherError
     from siked.teachers import teach as run_teach

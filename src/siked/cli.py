@@ -146,8 +146,8 @@ def grade(
     from siked.evaluation import summarize
     from siked.grading import Grader
     from siked.io import write_jsonl
+    from siked.progress import make_progress
     from siked.sandbox import SandboxPool
-    from siked.teachers.progress import make_progress
 
     cfg = config_from(config, overrides)
     problems = {p.id: p for p in load_dataset_arg(data_spec, data_file)}
@@ -320,6 +320,131 @@ def print_overview(overview: dict) -> None:
                       share(row["student"]), f"{row['kl']:.3f}" if row["kl"] is not None else "-",
                       f"{row['validation']:.1%}" if row["validation"] is not None else "-")
     Console().print(table)
+
+
+def apply_flags(section: object, flags: dict) -> None:
+    """Set the given (non-None) command-line values on a config section, validated."""
+    from pydantic import ValidationError
+
+    for field, value in flags.items():
+        if value is None:
+            continue
+        try:
+            setattr(section, field, value)
+        except ValidationError as exc:
+            fail(f"invalid --{field.replace('_', '-')} {value!r}: {exc.errors()[0]['msg']}")
+
+
+@app.command()
+def train(
+    config: ConfigArg = None,
+    overrides: SetOption = None,
+    model: Annotated[str | None, typer.Option("--model", help="Base model: hub id, directory, .gguf or embedded:smollm2 (default: student.model).")] = None,
+    data_path: Annotated[Path, typer.Option("--data", metavar="FILE.jsonl", help="Solutions to learn (the `siked grade` / teacher.jsonl schema).")] = ...,
+    out: Annotated[Path, typer.Option("--out", help="Output directory (adapter or model, manifest, log).")] = ...,
+    epochs: Annotated[float | None, typer.Option("--epochs", help="Training epochs (default: train.epochs).")] = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after S optimizer steps.")] = None,
+    previous: Annotated[Path | None, typer.Option("--previous", help="Last iteration's output directory (used with init=previous).")] = None,
+    init: Annotated[str | None, typer.Option("--init", help="previous: merge --previous and train a new LoRA on top; base: start from --model.")] = None,
+    full_finetune: Annotated[bool | None, typer.Option("--full-finetune/--lora", help="Train all weights instead of a LoRA.")] = None,
+    questions: Annotated[str | None, typer.Option("--questions", metavar="NAME:SPLIT", help="Questions for records without a `question` field.")] = None,
+    questions_file: Annotated[Path | None, typer.Option("--questions-file", help="Raw file for --questions.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Fine-tune the student (LoRA by default) on tagged solutions: FILE.jsonl -> OUT.
+
+    Shows a progress bar and the loss log; prints steps, loss and tokens/s. Also runs under
+    `accelerate launch -m siked.cli train ...` for multi-GPU training (docs/multi-gpu.md).
+    Rerunning after an interruption resumes from the newest checkpoint in OUT.
+    """
+    from siked.student import ModelError, TrainDataError, read_examples, train_student
+    from siked.student.train import is_main_process
+
+    cfg = config_from(config, overrides)
+    apply_flags(cfg.student, {"model": model})
+    apply_flags(cfg.train, {"epochs": epochs, "max_steps": max_steps, "init": init, "full_finetune": full_finetune})
+    problems = load_dataset_arg(questions, questions_file) if questions else None
+    if questions_file is not None and not questions:
+        fail("--questions-file needs --questions NAME:SPLIT (the loader that reads it)")
+    try:
+        examples = read_examples(data_path, problems)
+        result = train_student(examples, cfg, out, previous=previous, console=console)
+    except (TrainDataError, ModelError) as exc:
+        fail(str(exc))
+        raise
+    if not is_main_process():  # under accelerate launch / torchrun only the main process reports
+        return
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+        return
+    first, last = (result.losses[0], result.losses[-1]) if result.losses else (float("nan"),) * 2
+    console.print(
+        f"trained {len(examples)} examples, {result.steps} steps: loss {first:.3f} -> {last:.3f} "
+        f"(mean {result.train_loss:.3f}), {result.tokens_per_s:,.0f} tokens/s, "
+        f"peak memory {result.peak_memory_mb:,.0f} MiB; log: {out / 'train_log.jsonl'}"
+    )
+    typer.echo(out)
+
+
+@app.command()
+def sample(
+    config: ConfigArg = None,
+    overrides: SetOption = None,
+    model: Annotated[str | None, typer.Option("--model", help="Trained output directory, hub id, directory or .gguf (default: student.model).")] = None,
+    data_spec: Annotated[str, typer.Option("--data", metavar="NAME:SPLIT", help="Questions to solve, e.g. gsm8k:test.")] = ...,
+    data_file: DataFileOption = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Solve the first N questions.")] = None,
+    samples: Annotated[int | None, typer.Option("--samples", min=1, help="Samples per question (default: generation.samples).")] = None,
+    strategy: Annotated[str, typer.Option("--strategy", help="free (the student picks) or a strategy to force: cot, l2m, pot.")] = "free",
+    greedy: Annotated[bool, typer.Option("--greedy", help="One greedy answer per question.")] = False,
+    out: Annotated[Path, typer.Option("--out", help="Solutions JSONL (the `siked grade` schema, plus `question`).")] = ...,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,
+) -> None:
+    """Sample the student's solutions, grade them, and count them per strategy.
+
+    Writes OUT (one solution per line; an untagged completion has strategy "none") and the
+    verdicts beside it (OUT with suffix .verdicts.jsonl); prints accuracy per chosen strategy,
+    the strategy-choice distribution and the generation throughput.
+    """
+    from siked.evaluation import grade_student_outputs, summarize
+    from siked.grading import Grader
+    from siked.io import write_jsonl
+    from siked.sandbox import SandboxPool
+    from siked.strategies import strategy_names
+    from siked.student import FREE, ModelError, run_generation
+
+    cfg = config_from(config, overrides)
+    if strategy != FREE and strategy not in strategy_names():
+        fail(f"--strategy {strategy!r}: expected free or one of {', '.join(strategy_names())}")
+    problems = load_dataset_arg(data_spec, data_file, limit)
+    if not problems:
+        fail(f"{data_spec}: no questions to solve")
+    try:
+        run = run_generation(model or cfg.student.model, problems, cfg, mode=strategy, greedy=greedy,
+                             samples=samples, console=console)
+    except ModelError as exc:
+        fail(str(exc))
+        raise
+    questions = {p.id: p.question for p in problems}
+    write_jsonl(out, [{**s.model_dump(mode="json"), "question": questions[s.problem_id]} for s in run.solutions])
+    by_id = {p.id: p for p in problems}
+    with SandboxPool.from_config(cfg.sandbox) as sandbox:
+        verdicts = grade_student_outputs(Grader.from_config(cfg, sandbox), by_id, run.solutions)
+    verdicts_path = out.with_suffix(".verdicts.jsonl")
+    write_jsonl(verdicts_path, verdicts)
+    summary = summarize(verdicts)
+    summary.update(questions=len(problems), solved_questions=len({v.problem_id for v in verdicts if v.correct}),
+                   generated_tokens=run.generated_tokens, tokens_per_s=run.tokens_per_s,
+                   out=str(out), verdicts=str(verdicts_path))
+    if as_json:
+        typer.echo(json.dumps(summary))
+        return
+    print_grade_summary(summary)
+    choices = ", ".join(f"{name} {share:.0%}" for name, share in summary["strategy_distribution"].items())
+    console.print(f"strategy choices: {choices}")
+    console.print(f"solved {summary['solved_questions']}/{len(problems)} questions; "
+                  f"{run.generated_tokens:,} tokens at {run.tokens_per_s:,.1f} tokens/s")
+    typer.echo(out)
 
 
 def main() -> None:

@@ -158,7 +158,7 @@ class GenerationConfig(Section):
     temperature: float = Field(default=0.7, ge=0)
     top_p: float = Field(default=0.95, gt=0, le=1)
     max_new_tokens: int = Field(default=512, ge=1)
-    batch_size: int = Field(default=32, ge=1)
+    batch_size: int = Field(default=64, ge=1)
     """hf: sequences per generate call (prompts x samples; the samples of a prompt share a batch)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     """auto: bfloat16 where the device computes it natively, else float32."""

@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,6 @@ if TYPE_CHECKING:
 
 NO_STRATEGY = "none"
 """Strategy name of a student output that carries no known `[tag]:`."""
-
 
 def accuracy_block(verdicts: Iterable[Verdict]) -> dict[str, float | int]:
     verdicts = list(verdicts)
@@ -113,6 +113,35 @@ def grade_student_outputs(grader: Any, by_id: Mapping[str, Problem], solutions: 
     ]
 
 
+@contextmanager
+def open_student(model: str | Path, config: SikedConfig) -> Iterator[tuple[Any, Any]]:
+    """(source, loaded generation backend) for `model`, to reuse across many decodes."""
+    from siked.student import locate_model, open_backend
+
+    source = locate_model(model)
+    style = source.prompt_style or config.student.prompt_style
+    backend = open_backend(source, config.generation, style)
+    try:
+        yield source, backend
+    finally:
+        backend.close()
+
+
+def decode_and_grade(
+    student: tuple[Any, Any], problems: Sequence[Problem], config: SikedConfig, grader: Any, *,
+    greedy: bool, mode: str = "free", samples: int = 1, console: Any = None,
+) -> tuple[list[Solution], list[Verdict]]:
+    """The student's solutions of `problems` (forced to `mode` unless free), graded."""
+    from siked.student import generate_solutions
+
+    source, backend = student
+    solutions = generate_solutions(
+        source, list(problems), config, mode=mode, greedy=greedy, samples=samples,
+        backend=backend, console=console,
+    )
+    return solutions, grade_student_outputs(grader, {p.id: p for p in problems}, solutions)
+
+
 def evaluate_model(
     model: str,
     sets: Mapping[str, Sequence[Problem]],
@@ -124,20 +153,16 @@ def evaluate_model(
     from siked.grading import Grader
     from siked.sandbox import SandboxPool
     from siked.strategies import strategy_names
-    from siked.student import generate_solutions
 
     results: dict[str, dict] = {}
-    with SandboxPool.from_config(config.sandbox) as sandbox:
+    with SandboxPool.from_config(config.sandbox) as sandbox, open_student(model, config) as student:
         grader = Grader.from_config(config, sandbox)
-
-        def decode(problems: Sequence[Problem], mode: str) -> list[Verdict]:
-            outputs = generate_solutions(model, list(problems), config, mode=mode, greedy=True, console=console)
-            return grade_student_outputs(grader, {p.id: p for p in problems}, outputs)
-
         for key, problems in sets.items():
-            results[key] = summarize(decode(problems, "free"))
+            decode = lambda mode, ps=problems: decode_and_grade(  # noqa: E731
+                student, ps, config, grader, greedy=True, mode=mode, console=console)[1]
+            results[key] = summarize(decode("free"))
             if routing_too:
-                forced = {name: decode(problems, name) for name in strategy_names()}
+                forced = {name: decode(name) for name in strategy_names()}
                 results[key]["routing"] = routing(problems, forced)
     return results
 

@@ -19,9 +19,10 @@ from rich.console import Console
 
 from siked.config import DatasetSpec, SikedConfig, dump_config
 from siked.evaluation import (
+    decode_and_grade,
     distribution,
-    grade_student_outputs,
     kl_divergence,
+    open_student,
     routing,
     sample_summary,
     summarize,
@@ -140,32 +141,31 @@ class Loop:
         info = self.stage(f"{name}/train", run_training)
         return model_dir, info
 
-    def generate_and_grade(self, model_dir: Path, problems: list[Problem], *, greedy: bool,
+    def generate_and_grade(self, student: Any, problems: list[Problem], *, greedy: bool,
                            mode: str = "free", samples: int = 1) -> tuple[list[Solution], list[Verdict]]:
-        from siked.student import generate_solutions
-
-        solutions = generate_solutions(
-            model_dir, problems, self.config, mode=mode, greedy=greedy, samples=samples, console=self.console
-        )
-        verdicts = grade_student_outputs(self.grader, {p.id: p for p in problems}, solutions)
-        return solutions, verdicts
+        return decode_and_grade(student, problems, self.config, self.grader, greedy=greedy, mode=mode,
+                                samples=samples, console=self.console)
 
     def evaluate(self, name: str, model_dir: Path, sets: dict[str, list[Problem]]) -> dict[str, Any]:
         def run_eval() -> tuple[list[Path], dict[str, Any]]:
             outputs, summaries = [], {}
-            for key, problems in sets.items():
-                if not problems:
-                    continue
-                solutions, verdicts = self.generate_and_grade(model_dir, problems, greedy=True)
-                path = self.path(name, "eval", f"{file_key(key)}.jsonl")
-                write_jsonl(path, [{**s.model_dump(mode="json"), "verdict": v.model_dump(mode="json")}
-                                   for s, v in zip(solutions, verdicts, strict=True)])
-                outputs.append(path)
-                summaries[key] = summarize(verdicts)
-                self.console.print(f"  {name} {key}: accuracy {summaries[key]['accuracy']:.1%}")
+            with open_student(model_dir, self.config) as student:
+                for key, problems in sets.items():
+                    if problems:
+                        outputs.append(self.evaluate_set(name, key, student, problems, summaries))
             return outputs, {"eval": summaries}
 
         return self.stage(f"{name}/eval", run_eval)["eval"]
+
+    def evaluate_set(self, name: str, key: str, student: Any, problems: list[Problem],
+                     summaries: dict[str, Any]) -> Path:
+        solutions, verdicts = self.generate_and_grade(student, problems, greedy=True)
+        path = self.path(name, "eval", f"{file_key(key)}.jsonl")
+        write_jsonl(path, [{**s.model_dump(mode="json"), "verdict": v.model_dump(mode="json")}
+                           for s, v in zip(solutions, verdicts, strict=True)])
+        summaries[key] = summarize(verdicts)
+        self.console.print(f"  {name} {key}: accuracy {summaries[key]['accuracy']:.1%}")
+        return path
 
     def sample(self, name: str, model_dir: Path, problems: list[Problem]) -> list[Solution]:
         """The student's own solutions on the training questions; returns the correct ones."""
@@ -173,9 +173,10 @@ class Loop:
         verdicts_path = self.path(name, "sample_verdicts.jsonl")
 
         def run_sampling() -> tuple[list[Path], dict[str, Any]]:
-            solutions, verdicts = self.generate_and_grade(
-                model_dir, problems, greedy=False, samples=self.config.generation.samples
-            )
+            with open_student(model_dir, self.config) as student:
+                solutions, verdicts = self.generate_and_grade(
+                    student, problems, greedy=False, samples=self.config.generation.samples
+                )
             write_jsonl(samples_path, solutions)
             write_jsonl(verdicts_path, verdicts)
             return [samples_path, verdicts_path], {"student": sample_summary(problems, solutions, verdicts)}
@@ -268,10 +269,11 @@ class Loop:
             from siked.strategies import strategy_names
 
             table = {}
-            for key, problems in data.evaluation.items():
-                forced = {name: self.generate_and_grade(model_dir, problems, greedy=True, mode=name)[1]
-                          for name in strategy_names()}
-                table[key] = routing(problems, forced)
+            with open_student(model_dir, self.config) as student:
+                for key, problems in data.evaluation.items():
+                    forced = {name: self.generate_and_grade(student, problems, greedy=True, mode=name)[1]
+                              for name in strategy_names()}
+                    table[key] = routing(problems, forced)
             path = self.path("routing.json")
             write_json(path, table)
             return [path], {"model": best}

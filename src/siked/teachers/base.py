@@ -19,7 +19,7 @@ from siked.records import Problem, Solution
 
 if TYPE_CHECKING:
     from siked.config import TeacherConfig
-    from siked.teachers.progress import ProgressReporter
+    from siked.progress import ProgressReporter
 
 
 class TeacherError(RuntimeError):

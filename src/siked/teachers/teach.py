@@ -26,10 +26,10 @@ from rich.table import Table
 
 from siked.config import SikedConfig, TeacherConfig
 from siked.io import write_json, write_jsonl
+from siked.progress import make_progress
 from siked.records import Problem, Solution, Verdict
 from siked.strategies import get_strategy
 from siked.teachers.base import Ledger, SolveContext, Teacher, TeacherError, cost
-from siked.teachers.progress import make_progress
 
 TEACHER_FILE = "teacher.jsonl"
 SAMPLES_FILE = "teacher_samples.jsonl"

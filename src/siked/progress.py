@@ -1,4 +1,4 @@
-"""Rich progress bars for the teaching stage: count, rate and ETA."""
+"""Rich progress bars for long stages (teaching, grading): count, rate and ETA."""
 
 from __future__ import annotations
 

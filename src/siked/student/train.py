@@ -1,0 +1,509 @@
+"""Supervised fine-tuning of the student with TRL's SFTTrainer and a PEFT LoRA (or all weights).
+
+Each example is a prompt-completion pair: the student prompt (Alpaca-style or chat template)
+and the tagged target `[cot]: ...`; TRL appends EOS and computes the loss on the completion only.
+
+`init="previous"` folds the previous iteration's LoRA into its base weights and trains a fresh
+LoRA on top (the paper); `init="base"` starts again from the original model.
+
+The output directory is what the generation backends load:
+
+    out_dir/siked_student.json   manifest (written last: its presence marks a finished run)
+    out_dir/adapter/             the LoRA adapter and tokenizer (LoRA runs)
+    out_dir/base/                previous iteration's merged weights (init=previous only)
+    out_dir/model/               full weights and tokenizer (full fine-tuning)
+    out_dir/train_log.jsonl      the trainer's log (loss, learning rate, tokens) per step
+    out_dir/checkpoints/         resumable checkpoints while training (removed when done)
+
+Multi-GPU: run under `accelerate launch` (configs/accelerate/, docs/multi-gpu.md); the
+trainer picks up the distributed setup, and only the main process writes files.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from siked.config import SikedConfig, StudentConfig, TrainConfig
+from siked.records import Problem, Solution
+from siked.strategies import strategy_names, student_prompt, student_target
+from siked.student.models import (
+    EMBEDDED_PREFIX,
+    MANIFEST,
+    ModelError,
+    StudentSource,
+    attach_adapter,
+    bf16_supported,
+    default_device,
+    load_tokenizer,
+    locate_model,
+    write_manifest,
+)
+
+
+class TrainDataError(ValueError):
+    """Training data that cannot be used; the message names the file, line or field."""
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    question: str
+    strategy: str
+    solution: str
+
+
+TrainRecords = Sequence[tuple[Problem, Solution] | Solution | TrainExample] | Path | str
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    """What `generate_solutions` / `load_model` take: the output directory."""
+    adapter_dir: Path | None
+    """The LoRA adapter (None for full fine-tuning)."""
+    base_model: str
+    """The full weights the adapter sits on (hub id, folder, or `embedded:` name)."""
+    steps: int
+    train_loss: float
+    """Mean training loss over the run (the trainer's `train_loss`)."""
+    losses: list[float] = field(default_factory=list)
+    """Logged loss per logging step, in order."""
+    train_tokens: int = 0
+    """Tokens (prompt and completion, no padding) the trainer processed, all processes together."""
+    runtime_s: float = 0.0
+    tokens_per_s: float = 0.0
+    peak_memory_mb: float = 0.0
+    """Peak GPU memory allocated, or on CPU the process's peak resident memory."""
+    examples: int = 0
+    resumed_from: str | None = None
+    """The checkpoint this run resumed from, if any."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("model_dir", "adapter_dir"):
+            data[key] = str(data[key]) if data[key] is not None else None
+        return data
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+def _question_map(questions: Mapping[str, str] | Sequence[Problem] | None) -> dict[str, str]:
+    if questions is None:
+        return {}
+    if isinstance(questions, Mapping):
+        return dict(questions)
+    return {p.id: p.question for p in questions}
+
+
+def _check_strategy(strategy: str, where: str) -> None:
+    if strategy not in strategy_names():
+        known = ", ".join(strategy_names())
+        raise TrainDataError(f"{where}: strategy {strategy!r} is not one the student can learn ({known})")
+
+
+def read_examples(
+    path: Path | str, questions: Mapping[str, str] | Sequence[Problem] | None = None
+) -> list[TrainExample]:
+    """Read a solutions JSONL (`problem_id`, `strategy`, `solution`, optional `question`).
+
+    Records without `question` take it from `questions` (by problem id).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrainDataError(f"training data file {path} does not exist")
+    lookup = _question_map(questions)
+    examples = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TrainDataError(f"{where}: not valid JSON: {exc}") from None
+            if not isinstance(record, dict):
+                raise TrainDataError(f"{where}: expected a JSON object")
+            examples.append(_example_from_record(record, lookup, where))
+    if not examples:
+        raise TrainDataError(f"training data file {path} holds no examples")
+    return examples
+
+
+def _example_from_record(record: dict[str, Any], lookup: dict[str, str], where: str) -> TrainExample:
+    for key in ("problem_id", "strategy", "solution"):
+        if not isinstance(record.get(key), str):
+            raise TrainDataError(f"{where}: field {key!r} is missing or not a string")
+    question = record.get("question") or lookup.get(record["problem_id"])
+    if not question:
+        raise TrainDataError(
+            f"{where}: no question for problem {record['problem_id']!r}: the record has no "
+            "'question' field and the given question set does not contain that id "
+            "(pass the questions, e.g. --questions NAME:SPLIT)"
+        )
+    _check_strategy(record["strategy"], where)
+    return TrainExample(question=question, strategy=record["strategy"], solution=record["solution"])
+
+
+def examples_from_solutions(
+    solutions: Sequence[Solution], questions: Mapping[str, str] | Sequence[Problem]
+) -> list[TrainExample]:
+    lookup = _question_map(questions)
+    examples = []
+    for index, solution in enumerate(solutions):
+        where = f"solution {index} (problem {solution.problem_id!r})"
+        question = lookup.get(solution.problem_id)
+        if question is None:
+            raise TrainDataError(f"{where}: its problem is not among the given questions")
+        _check_strategy(solution.strategy, where)
+        examples.append(TrainExample(question, solution.strategy, solution.solution))
+    return examples
+
+
+def sft_records(examples: Sequence[TrainExample], prompt_style: str, tokenizer: Any) -> list[dict[str, str]]:
+    """TRL's prompt-completion format; the completion is the tagged target (TRL adds EOS)."""
+    return [
+        {
+            "prompt": student_prompt(ex.question, style=prompt_style, tokenizer=tokenizer),
+            "completion": student_target(ex.strategy, ex.solution),
+        }
+        for ex in examples
+    ]
+
+
+# --- model ------------------------------------------------------------------------------------
+
+
+def _distributed_state() -> Any:
+    """accelerate's process state (one process, or all of those `accelerate launch` started).
+
+    Made before the trainer's arguments, which reset it and make it again the same way.
+    """
+    import torch
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def _main_process_first() -> Any:
+    return _distributed_state().main_process_first()
+
+
+def is_main_process() -> bool:
+    """False in the other processes of a distributed run (they neither write nor print)."""
+    return _distributed_state().is_main_process
+
+
+def base_reference(spec: str) -> str:
+    """How the manifest names the base: `embedded:` names and hub ids as given, paths absolute."""
+    if spec.startswith(EMBEDDED_PREFIX):
+        return spec
+    path = Path(spec).expanduser()
+    return str(path.resolve()) if path.exists() else spec
+
+
+def starting_point(
+    base_model: str, out_dir: Path, train_cfg: TrainConfig, previous: Path | str | None
+) -> tuple[str, str]:
+    """(folder or hub id to load, manifest reference of it) for this run's full weights."""
+    if previous is not None and train_cfg.init == "previous":
+        source = locate_model(previous)
+        if source.adapter is None:
+            return source.base, base_reference(source.base)
+        merged = out_dir / "base"
+        with _main_process_first():
+            if not (merged / "config.json").is_file():
+                save_merged(source, merged)
+        return str(merged), "base"
+    with _main_process_first():  # one process converts an embedded/GGUF model
+        source = locate_model(base_model)
+    if source.adapter is not None:
+        raise ModelError(
+            f"base model {base_model!r} is a trained adapter; pass it as the previous iteration "
+            "(previous=..., init=previous) or give the original model"
+        )
+    return source.base, base_reference(base_model)
+
+
+def save_merged(source: StudentSource, out: Path) -> Path:
+    """Fold `source`'s adapter into its base weights (float32) and save them, with the tokenizer."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(source.base, dtype="float32")
+    model = attach_adapter(model, source.adapter, merge=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".base.", dir=out.parent))
+    try:
+        model.save_pretrained(staging)
+        load_tokenizer(source).save_pretrained(staging)
+        try:
+            staging.rename(out)
+        except OSError:
+            if not (out / "config.json").is_file():  # not just another process finishing first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def lora_config(train_cfg: TrainConfig) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=train_cfg.lora_r,
+        lora_alpha=train_cfg.lora_alpha,
+        lora_dropout=train_cfg.lora_dropout,
+        target_modules=list(train_cfg.lora_target_modules),
+        bias="none",
+    )
+
+
+def prepare_model(start: str, train_cfg: TrainConfig) -> Any:
+    """The model the trainer optimises: float32 weights, with a fresh LoRA unless full fine-tuning.
+
+    A fresh LoRA starts with B = 0, so before training it computes exactly what `start` does.
+    """
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(start, dtype="float32")
+    except Exception as exc:
+        raise ModelError(f"cannot load model {start!r} for training: {type(exc).__name__}: {exc}") from exc
+    if train_cfg.full_finetune:
+        return model
+    return get_peft_model(model, lora_config(train_cfg))
+
+
+def use_bf16(train_cfg: TrainConfig) -> bool:
+    return bf16_supported(default_device()) if train_cfg.bf16 is None else train_cfg.bf16
+
+
+def sft_config(out_dir: Path, train_cfg: TrainConfig) -> Any:
+    import dataclasses
+
+    import torch
+    from trl import SFTConfig
+
+    # transformers 5 renamed gradient_checkpointing; older releases only know the old name.
+    fields = {f.name for f in dataclasses.fields(SFTConfig)}
+    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    return SFTConfig(
+        output_dir=str(out_dir / "checkpoints"),
+        learning_rate=train_cfg.learning_rate,
+        num_train_epochs=train_cfg.epochs,
+        max_steps=train_cfg.max_steps,
+        per_device_train_batch_size=train_cfg.per_device_batch_size,
+        gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
+        lr_scheduler_type="linear",
+        warmup_steps=train_cfg.warmup_steps,
+        weight_decay=train_cfg.weight_decay,
+        max_length=train_cfg.max_length,
+        completion_only_loss=True,
+        packing=False,
+        bf16=use_bf16(train_cfg),
+        use_cpu=not torch.cuda.is_available(),
+        **{checkpointing: train_cfg.gradient_checkpointing},
+        logging_steps=train_cfg.logging_steps,
+        save_strategy="steps",
+        save_steps=train_cfg.save_steps,
+        save_total_limit=train_cfg.save_total_limit,
+        seed=train_cfg.seed,
+        data_seed=train_cfg.seed,
+        report_to="none",
+        disable_tqdm=True,
+        dataset_num_proc=None,
+    )
+
+
+# --- training ---------------------------------------------------------------------------------
+
+
+def _examples(
+    records: TrainRecords, questions: Mapping[str, str] | Sequence[Problem] | None
+) -> list[TrainExample]:
+    if isinstance(records, (str, Path)):
+        return read_examples(records, questions)
+    examples = []
+    solutions = []
+    for index, record in enumerate(records):
+        if isinstance(record, TrainExample):
+            examples.append(record)
+        elif isinstance(record, Solution):
+            solutions.append(record)
+        elif isinstance(record, tuple) and len(record) == 2:
+            problem, solution = record
+            examples += examples_from_solutions([solution], {problem.id: problem.question})
+        else:
+            raise TrainDataError(f"training record {index}: unsupported type {type(record).__name__}")
+    if solutions:
+        if questions is None:
+            raise TrainDataError("training solutions need their questions (questions=...)")
+        examples += examples_from_solutions(solutions, questions)
+    if not examples:
+        raise TrainDataError("no training examples: the training set is empty")
+    return examples
+
+
+def _callbacks(trainer: Any, progress: bool, console: Any) -> None:
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        from siked.student.progress import RichTrainProgress
+
+        trainer.add_callback(RichTrainProgress(console))
+
+
+def _latest_checkpoint(directory: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(directory)) if directory.is_dir() else None
+
+
+def _peak_memory_mb() -> float:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def train_student(
+    records: TrainRecords,
+    config: SikedConfig | None = None,
+    out_dir: Path | str = "student",
+    *,
+    previous: Path | str | None = None,
+    base_model: str | None = None,
+    questions: Mapping[str, str] | Sequence[Problem] | None = None,
+    max_steps: int | None = None,
+    console: Any = None,
+    progress: bool = True,
+    callbacks: Sequence[Any] = (),
+) -> TrainResult:
+    """Fine-tune the student on tagged solutions and write a loadable output directory.
+
+    `records`: (problem, solution) pairs, `TrainExample`s, `Solution`s (with `questions`), or
+    a solutions JSONL path (records carry `question`, or take it from `questions`).
+    `config`: its `train` and `student` sections are used; `base_model` defaults to
+    `config.student.model`. `previous`: the last iteration's output directory, used when
+    `config.train.init` is previous. `max_steps` overrides `config.train.max_steps`.
+    `callbacks`: extra `transformers.TrainerCallback`s.
+    """
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    config = config or SikedConfig()
+    train_cfg = config.train
+    if max_steps is not None:
+        train_cfg = train_cfg.model_copy(update={"max_steps": max_steps})
+    out_dir = Path(out_dir)
+    examples = _examples(records, questions)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if is_main_process():
+        (out_dir / MANIFEST).unlink(missing_ok=True)  # a finished run's marker; this one is not finished
+    # The previous iteration is merged before the trainer's arguments exist: under DeepSpeed
+    # ZeRO-3 they make from_pretrained shard the weights, which merging cannot work on.
+    start, base_ref = starting_point(base_model or config.student.model, out_dir, train_cfg, previous)
+    args = sft_config(out_dir, train_cfg)  # before loading the trained model: ZeRO-3 needs it first
+    tokenizer = load_tokenizer(StudentSource(spec=start, base=start))
+    model = prepare_model(start, train_cfg)
+    dataset = Dataset.from_list(sft_records(examples, config.student.prompt_style, tokenizer))
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=list(callbacks))
+    _callbacks(trainer, progress, console)
+    checkpoint = _latest_checkpoint(out_dir / "checkpoints") if train_cfg.resume else None
+    if checkpoint and console is not None:
+        console.print(f"resuming from {checkpoint}")
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        # TRL 1.x still calls a transformers 5 method that is deprecated in favour of a new name.
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        output = trainer.train(resume_from_checkpoint=checkpoint)
+    runtime = time.perf_counter() - started
+    result = _finish(trainer, out_dir, train_cfg, config.student, base_ref, previous, output, runtime,
+                     examples=len(examples), resumed_from=checkpoint)
+    return result
+
+
+def _finish(
+    trainer: Any,
+    out_dir: Path,
+    train_cfg: TrainConfig,
+    student_cfg: StudentConfig,
+    base_ref: str,
+    previous: Path | str | None,
+    output: Any,
+    runtime: float,
+    examples: int,
+    resumed_from: str | None,
+) -> TrainResult:
+    kind = "full" if train_cfg.full_finetune else "lora"
+    weights_dir = out_dir / ("model" if kind == "full" else "adapter")
+    trainer.save_model(str(weights_dir))
+    history = trainer.state.log_history
+    # The last count is this process's (a resumed run restarts counting; older entries are restored).
+    tokens = next((int(e["num_tokens"]) for e in reversed(history) if "num_tokens" in e), 0)
+    result = TrainResult(
+        model_dir=out_dir,
+        adapter_dir=weights_dir if kind == "lora" else None,
+        base_model=base_ref,
+        steps=trainer.state.global_step,
+        train_loss=float(output.training_loss),
+        losses=[float(e["loss"]) for e in history if "loss" in e],
+        train_tokens=tokens,
+        runtime_s=runtime,
+        tokens_per_s=tokens / runtime if runtime > 0 else 0.0,
+        peak_memory_mb=_peak_memory_mb(),
+        examples=examples,
+        resumed_from=resumed_from,
+    )
+    if is_main_process():
+        trainer.processing_class.save_pretrained(str(weights_dir))
+        with (out_dir / "train_log.jsonl").open("w", encoding="utf-8") as handle:
+            for entry in history:
+                handle.write(json.dumps(entry) + "\n")
+        manifest = {
+            "format": 1,
+            "kind": kind,
+            "base_model": base_ref if kind == "lora" else None,
+            "adapter": "adapter" if kind == "lora" else None,
+            "model": "model" if kind == "full" else None,
+            "prompt_style": student_cfg.prompt_style,
+            "init": train_cfg.init,
+            "previous": str(Path(previous).resolve()) if previous is not None else None,
+            "train": train_cfg.model_dump(mode="json"),
+            "result": result.to_json(),
+        }
+        write_manifest(out_dir, manifest)
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    return result
+
+
+def is_trained(out_dir: Path | str) -> bool:
+    """True when `out_dir` holds a finished training run."""
+    return (Path(out_dir) / MANIFEST).is_file()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m siked.student.train ...` = `siked train ...` (for `accelerate launch`)."""
+    from siked.cli import app
+
+    app(args=["train", *(sys.argv[1:] if argv is None else argv)], prog_name="siked.student.train")
+
+
+if __name__ == "__main__":
+    main()

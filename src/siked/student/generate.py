@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from siked.config import GenerationConfig, SikedConfig
 from siked.evaluation import NO_STRATEGY as UNTAGGED
+from siked.progress import make_progress
 from siked.records import Problem, Solution
 from siked.strategies import forced_prefix, get_strategy, parse_tagged, student_prompt
 from siked.student.models import StudentSource, load_model, load_tokenizer, locate_model
@@ -315,17 +316,6 @@ def progress_bar(total: int, label: str, console: Any, enabled: bool) -> Iterato
     if not enabled:
         yield None
         return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as bar:
+    with make_progress(console) as bar:
         task = bar.add_task(label, total=total)
         yield lambda done: bar.advance(task, done)

@@ -193,7 +193,7 @@ def test_gsm8k_bad_rows_name_file_and_line(tmp_path: Path) -> None:
     good = {"question": "What is 1+1?", "answer": "1+1=2\n#### 2"}
     path = tmp_path / "test.jsonl"
     path.write_text(json.dumps(good) + "\n" + '{"question": "oops", "answer": \n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"test\.jsonl:2: invalid JSON"):
+    with pytest.raises(DataError, match=r"test\.jsonl:2: not valid JSON"):
         load_problems("gsm8k", "test", data_file=path, socratic=False)
     write_jsonl(path, [good, {"question": "No final line", "answer": "just text"}])
     with pytest.raises(DataError, match=r"test\.jsonl:2: answer has no final '#### N' line"):
@@ -453,7 +453,7 @@ def test_jsonl_errors_name_file_and_line(tmp_path: Path) -> None:
     path.write_text(
         '{"question": "1+1?", "answer": 2}\n\n{"question": "2+2?", "answer": 4\n', encoding="utf-8"
     )
-    with pytest.raises(DataError, match=re.escape(f"{path}:3: invalid JSON")):
+    with pytest.raises(DataError, match=re.escape(f"{path}:3: not valid JSON")):
         load_problems("jsonl", "test", data_file=path)
     write_jsonl(path, [{"question": "1+1?", "answer": 2}, {"question": "2+2?", "result": 4}])
     with pytest.raises(DataError, match=re.escape(f"{path}:2: missing field 'answer'")):

@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from siked import io as siked_io
+
 
 class DataError(ValueError):
     """A dataset that cannot be loaded; the message names the file and line, or the hub id."""
@@ -24,19 +26,10 @@ def require_file(path: Path) -> Path:
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line number, object) for each non-blank line of a JSON Lines file."""
     require_file(path)
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{line_number}: invalid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(
-                    f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}"
-                )
-            yield line_number, row
+    try:
+        yield from siked_io.iter_jsonl(path)
+    except siked_io.RecordError as exc:
+        raise DataError(str(exc)) from None
 
 
 def read_json_array(path: Path) -> list[dict[str, Any]]:

@@ -112,3 +112,16 @@ def test_every_command_has_help():
         result = invoke(command, "--help")
         assert result.exit_code == 0
         assert "Usage" in result.output
+
+
+@needs_gsm8k
+def test_grade_accepts_untagged_student_rows_as_invalid(tmp_path: Path):
+    solutions = write_rows(tmp_path / "s.jsonl", [
+        {"problem_id": "gsm8k/test/0", "strategy": "none", "solution": "I think it is 18"},
+        {"problem_id": "gsm8k/test/0", "strategy": "cot", "solution": "No number here."},
+    ])
+    result = invoke("grade", str(solutions), "--data", "gsm8k:test", "--data-file", str(GSM8K_TEST), "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["by_status"] == {"invalid": 1, "no_answer": 1}
+    assert summary["by_strategy"]["none"] == {"total": 1, "correct": 0, "accuracy": 0.0}

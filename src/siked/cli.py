@@ -117,7 +117,9 @@ def read_solution_file(path: Path, problems: dict) -> list:
         rows = read_jsonl_numbered(path, Solution)
     except RecordError as exc:
         fail(str(exc))
-    known = set(strategy_names())
+    from siked.evaluation import NO_STRATEGY
+
+    known = {*strategy_names(), NO_STRATEGY}  # "none": an untagged student output, graded invalid
     errors = []
     for lineno, row in rows:
         if row.problem_id not in problems:
@@ -143,7 +145,7 @@ def grade(
     overrides: SetOption = None,
 ) -> None:
     """Grade solutions against a dataset's gold answers; PoT programs run in the sandbox."""
-    from siked.evaluation import summarize
+    from siked.evaluation import grade_student_outputs, summarize
     from siked.grading import Grader
     from siked.io import write_jsonl
     from siked.progress import make_progress
@@ -152,12 +154,12 @@ def grade(
     cfg = config_from(config, overrides)
     problems = {p.id: p for p in load_dataset_arg(data_spec, data_file)}
     rows = read_solution_file(solutions, problems)
-    items = [(problems[r.problem_id], r.strategy, r.solution) for r in rows]
     with SandboxPool.from_config(cfg.sandbox) as sandbox, make_progress(console) as progress:
-        task = progress.add_task("grading", total=len(items))
-        verdicts = Grader.from_config(cfg, sandbox).grade_many(
-            items, progress=lambda n: progress.advance(task, n)
+        task = progress.add_task("grading", total=len(rows))
+        verdicts = grade_student_outputs(
+            Grader.from_config(cfg, sandbox), problems, rows, progress=lambda n: progress.advance(task, n)
         )
+        progress.update(task, completed=len(rows))
     if out is not None:
         write_jsonl(out, verdicts)
     summary = summarize(verdicts)

@@ -97,13 +97,15 @@ def routing(problems: Sequence[Problem], forced: Mapping[str, Sequence[Verdict]]
     }
 
 
-def grade_student_outputs(grader: Any, by_id: Mapping[str, Problem], solutions: Sequence[Solution]) -> list[Verdict]:
+def grade_student_outputs(
+    grader: Any, by_id: Mapping[str, Problem], solutions: Sequence[Solution], progress: Any = None
+) -> list[Verdict]:
     """Grade student outputs; one without a known strategy tag is `invalid`, not an error."""
     from siked.strategies import strategy_names
 
     known = set(strategy_names())
     tagged = [s for s in solutions if s.strategy in known]
-    graded = iter(grader.grade_many([(by_id[s.problem_id], s.strategy, s.solution) for s in tagged]))
+    graded = iter(grader.grade_many([(by_id[s.problem_id], s.strategy, s.solution) for s in tagged], progress))
     return [
         next(graded) if s.strategy in known else Verdict(
             problem_id=s.problem_id, strategy=s.strategy, status="invalid", correct=False,

@@ -22,6 +22,7 @@ from siked.data.common import (
     DataError,
     join_body_question,
     load_hub_rows,
+    raw_file,
     require_fields,
     require_file,
 )
@@ -37,10 +38,10 @@ RAW_SPLITS = ("test", "validation")
 def load(
     split: str, data_file: Path | None = None, limit: int | None = None, *, hub_id: str = HUB_ID
 ) -> list[Problem]:
-    if data_file is not None and data_file.is_dir() and (data_file / RAW_FILE).is_file():
-        data_file = data_file / RAW_FILE
-    if data_file is None or data_file.is_dir():
+    path = raw_file(data_file, RAW_FILE)
+    if path is None:
         return _from_hub(str(data_file or hub_id), split, limit)
+    data_file = path
     if split not in RAW_SPLITS:
         raise DataError(
             f"{data_file}: the raw ASDiv file has no splits, load it as 'test' or 'validation' (not {split!r})"

@@ -23,6 +23,16 @@ def require_file(path: Path) -> Path:
     return path
 
 
+def raw_file(data_file: Path | None, name: str) -> Path | None:
+    """The raw release file to read (`data_file`, or `name` inside it), or None to read the hub
+    (or a local hub snapshot directory)."""
+    if data_file is not None and data_file.is_dir() and (data_file / name).is_file():
+        return data_file / name
+    if data_file is None or data_file.is_dir():
+        return None
+    return data_file
+
+
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line number, object) for each non-blank line of a JSON Lines file."""
     require_file(path)

@@ -16,7 +16,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from siked.data.common import DataError, clean_text, load_hub_rows, read_json_array, require_fields
+from siked.data.common import (
+    DataError,
+    clean_text,
+    load_hub_rows,
+    raw_file,
+    read_json_array,
+    require_fields,
+)
 from siked.data.numbers import format_number, parse_gold
 from siked.records import Problem
 
@@ -28,10 +35,10 @@ RAW_SPLITS = ("test",)
 def load(
     split: str, data_file: Path | None = None, limit: int | None = None, *, hub_id: str = HUB_ID
 ) -> list[Problem]:
-    if data_file is not None and data_file.is_dir() and (data_file / RAW_FILE).is_file():
-        data_file = data_file / RAW_FILE
-    if data_file is None or data_file.is_dir():
+    path = raw_file(data_file, RAW_FILE)
+    if path is None:
         return _from_hub(str(data_file or hub_id), split, limit)
+    data_file = path
     if split not in RAW_SPLITS:
         raise DataError(
             f"{data_file}: the raw MultiArith file is one evaluation set, load it as split 'test' (not {split!r})"

@@ -19,6 +19,7 @@ from siked.data.common import (
     DataError,
     join_body_question,
     load_hub_rows,
+    raw_file,
     read_json_array,
     require_fields,
 )
@@ -33,13 +34,13 @@ RAW_SPLITS = ("test",)
 def load(
     split: str, data_file: Path | None = None, limit: int | None = None, *, hub_id: str = HUB_ID
 ) -> list[Problem]:
-    if data_file is not None and data_file.is_dir() and (data_file / RAW_FILE).is_file():
-        data_file = data_file / RAW_FILE
-    if data_file is None or data_file.is_dir():
+    path = raw_file(data_file, RAW_FILE)
+    if path is None:
         origin = str(data_file or hub_id)
         rows = load_hub_rows(origin, None, split, RAW_FILE)
         where = f"{origin} {split} row"
     else:
+        data_file = path
         if split not in RAW_SPLITS:
             raise DataError(
                 f"{data_file}: the raw SVAMP file is one evaluation set, load it as split 'test' (not {split!r})"

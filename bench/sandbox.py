@@ -2,11 +2,12 @@
 
     python bench/sandbox.py [--programs N] [--naive-programs M] [--workers W]
 
-Both paths run the same GSM8K-style programs-of-thought with the same prelude (sympy included);
-the pool's run is mixed with a few hostile programs (infinite loops, a memory bomb, a fork bomb,
-huge output). The naive path is `subprocess.run([python, "-I", "-c", prelude + program])` with as
-many programs in flight as the pool has workers; it is measured on a sample of the well-behaved
-programs only (a hostile one would cost it a full timeout each).
+Both paths run the same GSM8K-style programs-of-thought (2 of the 20 use sympy through the
+prelude); the pool's run is mixed with a few hostile programs (infinite loops, a memory bomb, a fork
+bomb, huge output). The naive path is `subprocess.run([python, "-I", "-c", prelude + program])`
+with as many programs in flight as the pool has workers, measured on a sample of the well-behaved
+programs only (a hostile one would cost it a full timeout each), twice: with the whole prelude, and
+with sympy imported only for programs that name it (as the pool's workers are split).
 
 Printed side by side from one run: programs/s of each path and their ratio, plus CPU time per
 program for each (caller and every worker process counted), which says what the machine could do
@@ -29,7 +30,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from siked.sandbox import PRELUDE, SandboxPool
+from siked.sandbox import BASE_PRELUDE, PRELUDE, SandboxPool, needs_sympy
 
 PROGRAMS = [
     # 1: eggs sold at the market
@@ -132,8 +133,9 @@ def run_pool(pool: SandboxPool, programs: list[str]) -> tuple[float, float, coll
     return wall, cpu1 - cpu0, collections.Counter(r.status for r in results)
 
 
-def run_naive_one(program: str, timeout_s: float) -> str:
-    code = PRELUDE + "\n" + program + "\nprint(repr(answer))\n"
+def run_naive_one(program: str, timeout_s: float, routed: bool) -> str:
+    prelude = BASE_PRELUDE if routed and not needs_sympy(program) else PRELUDE
+    code = prelude + "\n" + program + "\nprint(repr(answer))\n"
     try:
         done = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True,
                               timeout=timeout_s, stdin=subprocess.DEVNULL, env={"PATH": "/usr/bin:/bin"})
@@ -142,13 +144,14 @@ def run_naive_one(program: str, timeout_s: float) -> str:
     return "ok" if done.returncode == 0 else "error"
 
 
-def run_naive(programs: list[str], parallel: int, timeout_s: float) -> tuple[float, float, collections.Counter]:
+def run_naive(programs: list[str], parallel: int, timeout_s: float,
+              routed: bool) -> tuple[float, float, collections.Counter]:
     cpu0 = own_cpu_seconds()
     start = time.perf_counter()
     with Progress(transient=True) as progress, ThreadPoolExecutor(parallel) as executor:
         task = progress.add_task("one interpreter per program", total=len(programs))
         statuses = []
-        for status in executor.map(lambda p: run_naive_one(p, timeout_s), programs):
+        for status in executor.map(lambda p: run_naive_one(p, timeout_s, routed), programs):
             statuses.append(status)
             progress.advance(task)
     return time.perf_counter() - start, own_cpu_seconds() - cpu0, collections.Counter(statuses)
@@ -166,25 +169,30 @@ def main() -> None:
 
     programs = workload(args.programs)
     with SandboxPool(workers=args.workers, timeout_s=args.timeout) as pool:
-        pool.run_many(["answer = 1"] * pool.workers * 2)  # workers started and warm
+        pool.run_many(["answer = 1", "answer = Rational(1)"] * pool.workers * 2)  # all workers warm
         pool_wall, pool_cpu, pool_status = run_pool(pool, programs)
         workers = pool.workers
         isolation = pool.isolation
     sample = [PROGRAMS[i % len(PROGRAMS)] for i in range(args.naive_programs)]
-    naive_wall, naive_cpu, naive_status = run_naive(sample, workers, timeout_s=30.0)
+    naive = {routed: run_naive(sample, workers, timeout_s=30.0, routed=routed) for routed in (False, True)}
 
     pool_rate = len(programs) / pool_wall
-    naive_rate = len(sample) / naive_wall
     table = Table(title=f"PoT sandbox: {workers} workers, {_cpu_cores()} CPU cores, load {os.getloadavg()[0]:.1f}")
     for column in ("path", "programs", "programs/s", "CPU ms/program", "statuses"):
         table.add_column(column)
     table.add_row("SandboxPool", str(len(programs)), f"{pool_rate:.0f}",
                   f"{1000 * pool_cpu / len(programs):.2f}", _statuses(pool_status))
-    table.add_row("one interpreter per program", str(len(sample)), f"{naive_rate:.1f}",
-                  f"{1000 * naive_cpu / len(sample):.1f}", _statuses(naive_status))
+    for routed, label in ((False, "whole prelude"), (True, "sympy only when named")):
+        naive_wall, naive_cpu, naive_status = naive[routed]
+        table.add_row(f"one interpreter per program, {label}", str(len(sample)),
+                      f"{len(sample) / naive_wall:.1f}", f"{1000 * naive_cpu / len(sample):.1f}",
+                      _statuses(naive_status))
     console.print(table)
-    console.print(f"throughput ratio (pool / one interpreter per program): {pool_rate / naive_rate:.0f}x")
-    console.print(f"CPU-time ratio per program: {(naive_cpu / len(sample)) / (pool_cpu / len(programs)):.0f}x")
+    for routed, label in ((False, "whole prelude"), (True, "sympy only when named")):
+        naive_wall, naive_cpu, _ = naive[routed]
+        console.print(f"pool / one interpreter per program ({label}): throughput "
+                      f"{pool_rate / (len(sample) / naive_wall):.0f}x, CPU time per program "
+                      f"{(naive_cpu / len(sample)) / (pool_cpu / len(programs)):.0f}x")
     console.print(f"pool capacity on {_cpu_cores()} idle cores from its CPU time: "
                   f"{_cpu_cores() * len(programs) / pool_cpu:.0f} programs/s")
     console.print(f"isolation: {isolation}")

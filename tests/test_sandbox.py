@@ -23,7 +23,7 @@ import pytest
 
 import siked.sandbox as sandbox
 from siked.config import SandboxConfig
-from siked.sandbox import ExecResult, SandboxError, SandboxPool
+from siked.sandbox import ExecResult, SandboxError, SandboxPool, needs_sympy
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux")
 
@@ -83,9 +83,10 @@ def attempts_program(header: str, attempts: dict[str, str]) -> str:
 
 
 def assert_serves(pool: SandboxPool) -> None:
-    """The pool still runs a normal program correctly on every worker."""
-    results = pool.run_many([f"answer = {i} * 7" for i in range(pool.workers * 2)])
-    assert [r.answer for r in results] == [str(i * 7) for i in range(pool.workers * 2)]
+    """The pool still runs a normal program correctly on every worker (base and sympy)."""
+    n = pool.workers * 2
+    results = pool.run_many([f"answer = {i} * 7" for i in range(n)] + [f"answer = int(Rational({i}) * 7)" for i in range(n)])
+    assert [r.answer for r in results] == [str(i * 7) for i in range(n)] * 2
     assert all(r.status == "ok" for r in results)
 
 
@@ -99,7 +100,7 @@ def assert_no_program_files(pool: SandboxPool) -> None:
     """Every worker's program directory is empty again, as each server sees it (through
     /proc/PID/root, which shows the server's private tmpfs when it has one)."""
     worker_dirs = list(Path(pool._base_dir).glob("worker-*"))
-    assert len(worker_dirs) == pool.workers
+    assert len(worker_dirs) == len(pool.worker_pids()) == 2 * pool.workers  # base and sympy kinds
     for launcher in pool.worker_pids():
         server = children(launcher)[0]
         for worker_dir in worker_dirs:
@@ -218,11 +219,38 @@ def test_programs_do_not_share_state(pool):
     assert {r.answer for r in results} == {f"({__import__('math').pi}, 28)"}
 
 
+def test_programs_naming_sympy_run_on_sympy_workers(pool):
+    assert not needs_sympy("total = 3 * 4\nanswer = total - factorial(3)")
+    assert needs_sympy("x = Symbol('x')") and needs_sympy("import sympy") and needs_sympy("answer = N(2)")
+    plain, named = pool.run_many([
+        "import sys\nanswer = 'sym' 'py' in sys.modules",  # the name spelled apart: not routed
+        "import sys\nanswer = ('sympy' in sys.modules, Rational(1, 4) + Rational(1, 4))",
+    ])
+    assert (plain.status, plain.answer) == ("ok", "False")
+    assert (named.status, named.answer) == ("ok", "(True, 1/2)")
+
+
+def test_sympy_name_reached_without_spelling_it_is_rerun_on_a_sympy_worker(pool):
+    result = pool.run("print('first line')\nmake = eval('Sym' + 'bol')\nanswer = make('t').name")
+    assert (result.status, result.answer, result.stdout) == ("ok", "t", "first line\n")
+    other = pool.run("answer = undefined_name + 1")
+    assert (other.status, other.error) == ("error", "NameError: name 'undefined_name' is not defined (line 1)")
+
+
+def test_forged_sympy_request_ends_as_an_error(pool):
+    forged = "import os\nos.write(3, b'{\"status\": \"needs_sympy\"}')\nos._exit(0)"
+    for code in (forged, forged + "\n# Symbol"):  # on a base worker, then on a sympy worker
+        result = pool.run(code)
+        assert result.status == "error" and "malformed result" in result.error
+
+
 def test_without_prelude():
     with SandboxPool(workers=1, prelude=False) as bare:
         assert bare.run("answer = 2 ** 10").answer == "1024"
         result = bare.run("answer = Fraction(1, 2)")
         assert result.status == "error" and result.error.startswith("NameError")
+        assert bare.run("answer = Symbol").error.startswith("NameError")
+        assert len(bare.worker_pids()) == 1
 
 
 def test_from_config():
@@ -481,6 +509,7 @@ def test_environment_of_the_caller_is_not_visible(hostile_pool):
 
 
 def test_a_dead_worker_is_replaced(hostile_pool):
+    workers = len(hostile_pool.worker_pids())
     victim = hostile_pool.worker_pids()[0]
     server = children(victim)[0]
     os.kill(server, signal.SIGKILL)
@@ -488,7 +517,7 @@ def test_a_dead_worker_is_replaced(hostile_pool):
     while victim in hostile_pool.worker_pids() and time.monotonic() < deadline:
         hostile_pool.run("answer = 1")
     assert victim not in hostile_pool.worker_pids()
-    assert len(hostile_pool.worker_pids()) == 2
+    assert len(hostile_pool.worker_pids()) == workers
     assert_serves(hostile_pool)
 
 
@@ -501,7 +530,7 @@ def test_an_unresponsive_worker_is_replaced(hostile_pool, monkeypatch):
     assert (result.status, result.error) == ("timeout", "killed: timeout (worker unresponsive)")
     for launcher in frozen & set(hostile_pool.worker_pids()):
         os.kill(children(launcher)[0], signal.SIGCONT)
-    assert len(frozen & set(hostile_pool.worker_pids())) == 1
+    assert len(frozen & set(hostile_pool.worker_pids())) == len(frozen) - 1
     assert_serves(hostile_pool)
 
 
@@ -574,8 +603,11 @@ def test_close_leaves_no_process_behind():
     assert pool.run("answer = 1").answer == "1"
     base_dir = pool._base_dir
     launchers = pool.worker_pids()
-    tree = launchers + [p for pid in launchers for p in descendants(pid)]
-    assert len(tree) == 4  # two launchers, two servers
+    deadline = time.monotonic() + 60  # the sympy workers may still be starting
+    while len(tree := launchers + [p for pid in launchers for p in descendants(pid)]) < 8:
+        assert time.monotonic() < deadline, tree
+        time.sleep(0.1)
+    assert len(tree) == 8  # four launchers (two base, two sympy), four servers
     outcome: list[BaseException | ExecResult] = []
 
     def run_forever() -> None:

@@ -41,7 +41,8 @@ class DataConfig(Section):
 
 class SandboxConfig(Section):
     workers: int | None = Field(default=None, ge=1)
-    """Pre-forked worker processes; None = number of CPU cores."""
+    """Programs run at once; None = number of CPU cores. There are this many warm worker processes of
+    each kind: without sympy, for the programs that do not name it, and with it for the others."""
     timeout_s: float = Field(default=5.0, gt=0)
     """Wall-clock limit per program; the worker is killed and replaced past it."""
     cpu_s: int = Field(default=10, ge=1)

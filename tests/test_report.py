@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from siked.cli import app
 from siked.config import SikedConfig, dump_config
-from siked.report import ReportError, write_report
+from siked.report import ReportError, compare_runs, wilson_interval, write_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TEST_SET = "gsm_symbolic:test"
@@ -259,3 +259,42 @@ def test_cli_report_missing_dir_fails_cleanly(tmp_path):
     output = " ".join(result.output.split())
     assert "error:" in output and "does not exist" in output and "absent" in output
     assert "Traceback" not in output
+
+
+def test_wilson_interval_matches_known_values():
+    low, high = wilson_interval(5, 10)
+    assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)
+    assert wilson_interval(0, 40)[0] == 0.0 and round(wilson_interval(0, 40)[1], 4) == 0.0876
+    assert round(wilson_interval(40, 40)[0], 4) == 0.9124 and wilson_interval(40, 40)[1] == 1.0
+
+
+def test_compare_puts_runs_side_by_side(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = make_run(tmp_path / "a", full_metrics())
+    other_metrics = full_metrics()
+    other_metrics["iterations"] = other_metrics["iterations"][:1]
+    other_metrics["best_iteration"] = 1
+    other_metrics["baselines"] = {}
+    second = make_run(tmp_path / "b", other_metrics)
+    markdown = compare_runs([first, second])
+    rows = [line for line in markdown.splitlines() if line.startswith("| run |")]
+    assert rows[0] == f"| run | model | training steps (cumulative) | examples | α | validation | {TEST_SET} |"
+    iteration_rows = [line for line in markdown.splitlines() if "| SIKeD iteration" in line]
+    assert len(iteration_rows) == 2 * 4  # accuracy and choices: three iterations of one run, one of the other
+    label = str(first)  # both directories are called "run": labelled by their paths
+    assert f"| {label} | SIKeD iteration 2 ★ | 90 | 119 | 0.55 | 62.5% (5/8) [30.6–86.3] | 40.6% (13/32)" in markdown
+    assert f"| {label} | SIKeD iteration 3 | 135 |" in markdown
+    assert f"| {second} | SIKeD iteration 1 ★ | 45 |" in markdown
+    assert f"| {label} | combined baseline | — | 119 | 1.00 | 50.0% (4/8) [21.5–78.5] | 34.4% (11/32)" in markdown
+    assert f"| {label} | SIKeD iteration 1 | cot 32.8% · l2m 30.4% · pot 36.8% | cot 50.0% · l2m 12.5% · pot 37.5% · none 0.0% |" in markdown
+
+
+def test_cli_compare_writes_markdown_and_names_a_missing_run(tmp_path):
+    run_dir = make_run(tmp_path, full_metrics())
+    out = tmp_path / "compare.md"
+    result = CliRunner().invoke(app, ["compare", str(run_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8").startswith("## Accuracy")
+    result = CliRunner().invoke(app, ["compare", str(run_dir), str(tmp_path / "absent")])
+    assert result.exit_code != 0 and "absent" in result.output and "does not exist" in result.output

@@ -66,6 +66,26 @@ def report(
     typer.echo(html_path)
 
 
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, each holding metrics.json.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the Markdown here instead of printing it.")] = None,
+) -> None:
+    """Several runs side by side: accuracy with 95% intervals, training budget, strategy choices."""
+    from siked.report import ReportError, compare_runs
+
+    try:
+        markdown = compare_runs(run_dirs)
+    except ReportError as exc:
+        fail(str(exc))
+        raise  # unreachable: fail() exits
+    if out is None:
+        typer.echo(markdown)
+    else:
+        out.write_text(markdown, encoding="utf-8")
+        typer.echo(out)
+
+
 DataFileOption = Annotated[
     Path | None,
     typer.Option("--data-file", help="Raw file of the original release (or a local hub snapshot)."),

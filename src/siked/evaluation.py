@@ -36,6 +36,11 @@ def distribution(names: Iterable[str]) -> dict[str, float]:
     return {name: counts[name] / total for name in sorted(counts)} if total else {}
 
 
+def distribution_from_counts(counts: Mapping[str, int]) -> dict[str, float]:
+    """Shares from counts per strategy name (sorted by name)."""
+    return distribution(Counter(counts).elements())
+
+
 def summarize(verdicts: Sequence[Verdict]) -> dict:
     """Greedy-evaluation summary: one verdict per problem."""
     by_strategy: dict[str, list[Verdict]] = defaultdict(list)

@@ -20,7 +20,7 @@ from rich.console import Console
 from siked.config import DatasetSpec, SikedConfig, dump_config
 from siked.evaluation import (
     decode_and_grade,
-    distribution,
+    distribution_from_counts,
     kl_divergence,
     open_student,
     routing,
@@ -345,10 +345,6 @@ class Loop:
         if routing_path.exists():
             metrics["routing"] = json.loads(routing_path.read_text(encoding="utf-8"))
         return metrics
-
-
-def distribution_from_counts(counts: dict[str, int]) -> dict[str, float]:
-    return distribution(Counter(counts).elements())
 
 
 def run(config: SikedConfig, console: Console | None = None) -> Path:

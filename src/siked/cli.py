@@ -47,7 +47,19 @@ def config_from(path: Path | None, overrides: list[str] | None) -> SikedConfig:
 @app.callback()
 def cli() -> None:
     # An explicit callback keeps `siked COMMAND` a group; without it Typer runs a lone command as the app.
-    pass
+    quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """siked shows its own progress per stage; the libraries' tqdm bars (loading weights, dataset
+    maps, saving shards) and one internal deprecation notice only clutter it. Set before those
+    libraries are imported; a user's own setting of the variables wins."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers follows it too
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    warnings.filterwarnings("ignore", message=r".*`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 @app.command()

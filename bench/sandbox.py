@@ -2,12 +2,14 @@
 
     python bench/sandbox.py [--programs N] [--naive-programs M] [--workers W]
 
-Both paths run the same GSM8K-style programs-of-thought (2 of the 20 use sympy through the
+Both paths run the same GSM8K-style programs-of-thought (2 of the 22 use sympy through the
 prelude); the pool's run is mixed with a few hostile programs (infinite loops, a memory bomb, a fork
 bomb, huge output). The naive path is `subprocess.run([python, "-I", "-c", prelude + program])`
 with as many programs in flight as the pool has workers, measured on a sample of the well-behaved
 programs only (a hostile one would cost it a full timeout each), twice: with the whole prelude, and
-with sympy imported only for programs that name it (as the pool's workers are split).
+with sympy imported only for programs that name it (as the pool's workers are split). The pool
+also runs the workload a second time with every program sent to a sympy worker, as the pool did
+before its workers were split into the two kinds.
 
 Printed side by side from one run: programs/s of each path and their ratio, plus CPU time per
 program for each (caller and every worker process counted), which says what the machine could do
@@ -80,6 +82,12 @@ PROGRAMS = [
     "saved = 0\nweeks = 0\nwhile saved < 500:\n    saved += 45\n    weeks += 1\nanswer = weeks",
     # 20: fraction of a pizza, exact
     "eaten = Fraction(1, 4) + Fraction(1, 3)\nanswer = 1 - eaten",
+    # 21: commented, as LLMs write them (a comment naming sympy's words does not route to sympy)
+    "# solve for the money left after the purchases\nbudget = 100\nspent = 3 * 12 + 2 * 7.5\n"
+    "# simplify: what remains\nanswer = budget - spent",
+    # 22: a docstring-style function with comments
+    "def solution():\n    \"\"\"Total legs: 5 dogs and 3 chickens.\"\"\"\n    dogs = 5  # four legs each\n"
+    "    chickens = 3  # two legs each\n    return dogs * 4 + chickens * 2\n\nanswer = solution()",
 ]
 
 HOSTILE = [
@@ -171,6 +179,8 @@ def main() -> None:
     with SandboxPool(workers=args.workers, timeout_s=args.timeout) as pool:
         pool.run_many(["answer = 1", "answer = Rational(1)"] * pool.workers * 2)  # all workers warm
         pool_wall, pool_cpu, pool_status = run_pool(pool, programs)
+        pool._route = lambda code: "sympy"  # the previous design: one kind, sympy loaded everywhere
+        one_kind_wall, one_kind_cpu, one_kind_status = run_pool(pool, programs)
         workers = pool.workers
         isolation = pool.isolation
     sample = [PROGRAMS[i % len(PROGRAMS)] for i in range(args.naive_programs)]
@@ -180,8 +190,12 @@ def main() -> None:
     table = Table(title=f"PoT sandbox: {workers} workers, {_cpu_cores()} CPU cores, load {os.getloadavg()[0]:.1f}")
     for column in ("path", "programs", "programs/s", "CPU ms/program", "statuses"):
         table.add_column(column)
-    table.add_row("SandboxPool", str(len(programs)), f"{pool_rate:.0f}",
-                  f"{1000 * pool_cpu / len(programs):.2f}", _statuses(pool_status))
+    sympy_share = sum(needs_sympy(p) for p in programs) / len(programs)
+    table.add_row(f"SandboxPool ({100 * sympy_share:.0f}% routed to sympy workers)", str(len(programs)),
+                  f"{pool_rate:.0f}", f"{1000 * pool_cpu / len(programs):.2f}", _statuses(pool_status))
+    table.add_row("SandboxPool, every program on a sympy worker", str(len(programs)),
+                  f"{len(programs) / one_kind_wall:.0f}", f"{1000 * one_kind_cpu / len(programs):.2f}",
+                  _statuses(one_kind_status))
     for routed, label in ((False, "whole prelude"), (True, "sympy only when named")):
         naive_wall, naive_cpu, naive_status = naive[routed]
         table.add_row(f"one interpreter per program, {label}", str(len(sample)),
@@ -193,6 +207,8 @@ def main() -> None:
         console.print(f"pool / one interpreter per program ({label}): throughput "
                       f"{pool_rate / (len(sample) / naive_wall):.0f}x, CPU time per program "
                       f"{(naive_cpu / len(sample)) / (pool_cpu / len(programs)):.0f}x")
+    console.print(f"two kinds of worker / every program on a sympy worker: throughput "
+                  f"{one_kind_wall / pool_wall:.2f}x, CPU time per program {one_kind_cpu / pool_cpu:.2f}x")
     console.print(f"pool capacity on {_cpu_cores()} idle cores from its CPU time: "
                   f"{_cpu_cores() * len(programs) / pool_cpu:.0f} programs/s")
     console.print(f"isolation: {isolation}")

@@ -120,10 +120,13 @@ def pool(secret_in_environment):
         yield pool
 
 
-@pytest.fixture(scope="module", params=["isolated", "degraded"])
+@pytest.fixture(scope="module", params=["isolated-base", "isolated-sympy", "degraded-base", "degraded-sympy"])
 def hostile_pool(request, secret_in_environment):
+    """A pool whose programs all go first to one kind of worker, with or without namespaces."""
+    isolation, kind = request.param.split("-")
     pool = SandboxPool(workers=2, timeout_s=5.0)
-    pool._use_namespaces = request.param == "isolated"
+    pool._use_namespaces = isolation == "isolated"
+    pool._route = lambda code: kind
     with pool:
         pool.run("answer = 1")
         yield pool
@@ -228,6 +231,45 @@ def test_programs_naming_sympy_run_on_sympy_workers(pool):
     ])
     assert (plain.status, plain.answer) == ("ok", "False")
     assert (named.status, named.answer) == ("ok", "(True, 1/2)")
+
+
+def test_routing_looks_at_names_only():
+    assert not needs_sympy("# solve for x, then simplify\nanswer = 3")
+    assert not needs_sympy("print('Rational answer')\nanswer = 1")
+    assert not needs_sympy("total = [1]\ntotal.expand = 2\nanswer = 1")
+    assert needs_sympy("from sympy import Rational")
+    assert needs_sympy("answer = (3 + Symbol")  # does not tokenize: the name is still found
+
+
+def test_rerun_gets_only_what_is_left_of_the_time_limit(pool):
+    code = "import time\ntime.sleep(0.6)\nmake = eval('Sym' + 'bol')\ntime.sleep(0.6)\nanswer = 1"
+    started = time.monotonic()
+    result = pool.run(code, timeout_s=1.0)
+    assert (result.status, result.error) == ("timeout", "killed: timeout")
+    assert 1.0 <= result.seconds and time.monotonic() - started < 3.0
+
+
+def test_a_program_made_name_error_is_an_ordinary_error(pool):
+    result = pool.run("raise NameError('made up', name=['Symbol'])")
+    assert (result.status, result.error) == ("error", "NameError: made up (line 1)")
+
+
+def test_a_kind_without_workers_fails_instead_of_waiting(monkeypatch):
+    with SandboxPool(workers=1, timeout_s=5.0) as lonely:
+        assert lonely.run("answer = 1").answer == "1"
+
+        class CannotStart:
+            def __init__(self, settings):
+                raise OSError("cannot start a worker")
+
+        monkeypatch.setattr(sandbox, "_Worker", CannotStart)
+        os.kill(lonely.worker_pids("base")[0], signal.SIGKILL)
+        time.sleep(0.5)
+        with pytest.raises(OSError, match="cannot start"):
+            lonely.run("answer = 1")  # the dead worker's replacement fails
+        with pytest.raises(SandboxError, match="no base sandbox worker is left"):
+            lonely.run("answer = 1")
+        assert lonely.run("answer = Rational(2)").answer == "2"  # the other kind still serves
 
 
 def test_sympy_name_reached_without_spelling_it_is_rerun_on_a_sympy_worker(pool):
@@ -510,7 +552,7 @@ def test_environment_of_the_caller_is_not_visible(hostile_pool):
 
 def test_a_dead_worker_is_replaced(hostile_pool):
     workers = len(hostile_pool.worker_pids())
-    victim = hostile_pool.worker_pids()[0]
+    victim = hostile_pool.worker_pids(hostile_pool._route(""))[0]  # a worker of the kind programs go to
     server = children(victim)[0]
     os.kill(server, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -537,7 +579,7 @@ def test_an_unresponsive_worker_is_replaced(hostile_pool, monkeypatch):
 def test_full_isolation_when_root(pool):
     if os.geteuid() != 0:
         pytest.skip("namespaces and the uid switch need root here")
-    pool.run("answer = 1")
+    pool.run_many(["answer = 1", "answer = Rational(1)"])  # both kinds report their isolation
     isolation = pool.isolation
     for layer in ("pid_namespace", "net_namespace", "mount_namespace", "private_proc", "readonly_root",
                   "private_tmp", "unprivileged_uid"):

@@ -13,10 +13,15 @@ Caller and launcher talk over the launcher's stdin/stdout with length-prefixed J
 
 Workers come in two kinds. Forking a process that has imported sympy costs about 1.6 ms more per
 program (copy-on-write faults over a heap five times larger), and most programs never use sympy.
-So "base" workers load the prelude without sympy and run every program whose text names none of
-the sympy prelude names (SYMPY_NAMES); the others go to "sympy" workers, which load all of it.
-A program that reaches a sympy name without spelling it (`eval("Sym" + "bol")`) fails on a base
-worker with a NameError for that name and is run again, from the start, on a sympy worker.
+So "base" workers load the prelude without sympy and run every program whose code uses none of
+the sympy prelude names (SYMPY_NAMES) as a name (comments, strings and attributes do not count);
+the others go to "sympy" workers, which load all of it. A program that reaches a sympy name
+without spelling it (`eval("Sym" + "bol")`) stops on a base worker with a NameError for that name
+and is run again, from the start and within what is left of its time limit, on a sympy worker.
+What a base worker cannot make identical: a program that looks its names up itself
+(`globals().get("solve")`, `dir()`), catches that NameError itself, checks whether sympy is
+loaded, or imports sympy itself (it then pays the import inside its own time limit); and, as
+RLIMIT_AS is absolute, a base worker leaves a program sympy's share of memory more room.
 
 Programs see the PoT prelude (PRELUDE below: math and `from math import *`, Fraction, Decimal,
 statistics, itertools, collections, sympy with Symbol/symbols/Eq/solve/simplify/Rational, and
@@ -151,6 +156,7 @@ SYMPY_NAMES = frozenset({"sympy", "Eq", "N", "Rational", "Symbol", "expand", "fa
                          "simplify", "solve", "symbols", "solve_it", "_Solution"})
 """Prelude names that need sympy: a program naming any of them runs on a sympy worker."""
 _SYMPY_WORD = re.compile(r"\b(?:" + "|".join(sorted(SYMPY_NAMES)) + r")\b")
+"""Fallback of `needs_sympy` for code that does not tokenize (it fails anyway, on either kind)."""
 
 _BASE_WARMUP = """
 float(Fraction(1, 3) + Fraction(1, 6)); statistics.mean([1, 2]); Decimal("0.5") * 2
@@ -235,7 +241,7 @@ class SandboxPool:
         self._started = False
         self._closed = False
         self._owner_pid = os.getpid()
-        self._isolation: dict[str, Any] | None = None
+        self._isolation_by_kind: dict[str, dict[str, Any]] = {}
         self._finalizer: weakref.finalize | None = None
 
     @classmethod
@@ -283,35 +289,56 @@ class SandboxPool:
 
     @property
     def isolation(self) -> dict[str, Any]:
-        """Which isolation layers the workers run under (known once a worker is ready)."""
-        return dict(self._isolation or {})
+        """Which isolation layers the workers run under, known for each kind once one of its workers
+        has run a program: a layer counts as in force only if it is for every kind seen."""
+        merged: dict[str, Any] = {}
+        for isolation in self._isolation_by_kind.values():
+            for key, value in isolation.items():
+                if isinstance(value, bool):
+                    merged[key] = merged.get(key, True) and value
+                else:
+                    merged[key] = max(merged.get(key, value), value)
+        return merged
 
-    def worker_pids(self) -> list[int]:
-        """Process ids of the workers' launcher processes (every kind)."""
+    def worker_pids(self, kind: str | None = None) -> list[int]:
+        """Process ids of the workers' launcher processes, of one kind ("base", "sympy", or "bare"
+        without the prelude) or of every kind."""
         with self._lock:
-            return sorted(w.proc.pid for w in self._live)
+            return sorted(w.proc.pid for w in self._live if kind is None or w.kind == kind)
 
     # -- running ----------------------------------------------------------------------------
 
     def run(self, code: str, timeout_s: float | None = None) -> ExecResult:
-        """Run one program; blocks while every worker is busy. Thread-safe."""
+        """Run one program; blocks while `workers` programs are running already. Thread-safe.
+
+        The time limit covers the program's whole stay, a rerun on a sympy worker included."""
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, got {type(code).__name__}")
         timeout = self.timeout_s if timeout_s is None else float(timeout_s)
         if not 0 < timeout <= MAX_TIMEOUT_S:
             raise ValueError(f"timeout_s must be in (0, {MAX_TIMEOUT_S:.0f}], got {timeout}")
         self.start()
-        kind = self._kinds[0] if len(self._kinds) == 1 or not needs_sympy(code) else "sympy"
         with self._slots:
-            reply = self._execute_on(kind, code, timeout)
+            reply = self._execute_on(self._route(code), code, timeout)
             if reply["status"] == "needs_sympy":
-                reply = self._execute_on("sympy", code, timeout)
+                spent = float(reply.get("seconds", 0.0))
+                if spent >= timeout:
+                    reply = {"status": "timeout", "error": "killed: timeout", "seconds": spent}
+                else:
+                    reply = self._execute_on("sympy", code, timeout - spent)
+                    reply["seconds"] = spent + float(reply.get("seconds", 0.0))
         return _result_from_reply(reply)
+
+    def _route(self, code: str) -> str:
+        """The kind of worker a program goes to first."""
+        if len(self._kinds) == 1:
+            return self._kinds[0]
+        return "sympy" if needs_sympy(code) else "base"
 
     def run_many(
         self, codes: Sequence[str], progress: Callable[[int], None] | None = None
     ) -> list[ExecResult]:
-        """Run programs on all workers at once; results in input order.
+        """Run programs, `workers` at a time; results in input order.
 
         `progress`, if given, is called with 1 each time a program finishes (e.g. a rich
         progress bar's `advance`).
@@ -367,9 +394,9 @@ class SandboxPool:
             self._replace(worker)
             raise
         self._idle[kind].put(worker)
-        if self._isolation is None:
-            self._isolation = worker.isolation
-            _warn_if_degraded(self._isolation)
+        if kind not in self._isolation_by_kind and worker.isolation is not None:
+            self._isolation_by_kind[kind] = worker.isolation
+            _warn_if_degraded(worker.isolation, kind)
         return reply
 
     def _spawn_locked(self, kind: str) -> _Worker:
@@ -384,6 +411,9 @@ class SandboxPool:
             try:
                 worker = self._idle[kind].get(timeout=0.5)
             except queue.Empty:
+                with self._lock:
+                    if self._started and not any(w.kind == kind for w in self._live):
+                        raise SandboxError(f"no {kind} sandbox worker is left (starting one failed)") from None
                 continue
             if worker.proc.poll() is None:
                 return worker
@@ -400,8 +430,20 @@ class SandboxPool:
 
 
 def needs_sympy(code: str) -> bool:
-    """Whether a program names a sympy prelude name (and so runs on a sympy worker)."""
-    return _SYMPY_WORD.search(code) is not None
+    """Whether a program uses a sympy prelude name as a name (not in a comment, a string or as an
+    attribute), and so runs on a sympy worker."""
+    import io
+    import tokenize  # here, not at the top: the workers run this file and need neither
+
+    try:
+        after_dot = False
+        for token in tokenize.generate_tokens(io.StringIO(code).readline):
+            if token.type == tokenize.NAME and not after_dot and token.string in SYMPY_NAMES:
+                return True
+            after_dot = token.type == tokenize.OP and token.string == "."
+        return False
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return _SYMPY_WORD.search(code) is not None
 
 
 def _cpu_count() -> int:
@@ -411,13 +453,13 @@ def _cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _warn_if_degraded(isolation: dict[str, Any]) -> None:
+def _warn_if_degraded(isolation: dict[str, Any], kind: str) -> None:
     missing = [k for k in ("pid_namespace", "net_namespace", "readonly_root") if not isolation.get(k)]
     if missing:
         log.warning(
-            "sandbox runs without %s (not available); programs are held by rlimits, "
+            "sandbox (%s workers) runs without %s (not available); programs are held by rlimits, "
             "timeouts and an audit hook only",
-            ", ".join(missing),
+            kind, ", ".join(missing),
         )
 
 
@@ -1185,7 +1227,7 @@ def _execute(code: str, scope: dict[str, Any], memory: int, base: bool) -> dict[
     except MemoryError:
         return {"status": "error", "error": f"killed: memory (limit {memory // 2**20} MB)"}
     except NameError as exc:
-        if base and exc.name in SYMPY_NAMES:
+        if base and isinstance(exc.name, str) and exc.name in SYMPY_NAMES:
             return {"status": "needs_sympy", "answer": None, "answer_float": None, "error": None}
         return {"status": "error", "error": _describe(exc)}
     except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt: all verdicts

@@ -191,6 +191,23 @@ def test_partial_metrics_render_and_say_what_is_missing(tmp_path):
     assert "Missing" in page
 
 
+def test_a_finished_run_misses_nothing_it_did_not_plan(tmp_path):
+    metrics = full_metrics()
+    metrics["iterations"][-1].pop("student")  # the loop samples nothing after its last iteration
+    metrics["stopped"] = "max_iterations (3)"
+    metrics.pop("routing")
+    metrics["run"].update(baselines=["combined", "cot", "l2m", "pot"], routing=False)
+    markdown = write_report(make_run(tmp_path, metrics))[0].read_text()
+    assert "## Missing" not in markdown
+    assert "| Stopped because | max_iterations (3) |" in markdown
+    metrics["run"]["baselines"] = ["combined", "pot", "cot", "l2m", "l2m"]
+    metrics["baselines"].pop("pot")
+    metrics["stopped"] = None
+    (tmp_path / "again").mkdir()
+    missing = section(write_report(make_run(tmp_path / "again", metrics))[0].read_text(), "Missing")
+    assert "baselines pot (not finished yet)" in missing and "student samples for iteration(s) 3" in missing
+
+
 def test_run_without_iterations_renders(tmp_path):
     md_path, html_path = write_report(make_run(tmp_path, {"iterations": []}))
     markdown = md_path.read_text()

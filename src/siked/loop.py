@@ -63,6 +63,8 @@ class Loop:
         self.run = RunDir.open(config)
         (self.run.path / "config.yaml").write_text(dump_config(config), encoding="utf-8")
         self.grader: Any = None
+        self.stopped: str | None = None
+        """Why the iterations ended (set by `iterate`)."""
 
     # -- stage plumbing ---------------------------------------------------------------
 
@@ -214,7 +216,11 @@ class Loop:
                 best_accuracy, non_improving = accuracy, 0
             else:
                 non_improving += 1
-            if iteration == loop.max_iterations or (loop.patience and non_improving >= loop.patience):
+            if iteration == loop.max_iterations:
+                self.stopped = f"max_iterations ({loop.max_iterations})"
+                break
+            if loop.patience and non_improving >= loop.patience:
+                self.stopped = f"patience: no better validation accuracy for {non_improving} iteration(s)"
                 break
             student_correct = self.sample(name, model_dir, data.train)
             previous = model_dir
@@ -334,11 +340,14 @@ class Loop:
                 "student_model": self.config.student.model,
                 "mixing": self.config.mixing.model_dump(mode="json"),
                 "started": self.run.manifest["created"], "finished": now(), "wall_s": round(wall_s, 1),
+                "baselines": [m for m in self.config.loop.baselines if m != self.config.loop.method],
+                "routing": self.config.loop.routing,
             },
             "teacher": {**teacher_stats, "strategy_counts": teacher_stats.get("kept_by_strategy", {})},
             "iterations": iterations,
             "best_iteration": self.iteration_names().index(best) + 1 if best else None,
             "best_model": f"{best}/model" if best else None,
+            "stopped": self.stopped,
             "baselines": baselines,
         }
         routing_path = self.path("routing.json")

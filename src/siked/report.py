@@ -151,6 +151,10 @@ class RunInfo(Record):
     started: str | None = None
     finished: str | None = None
     wall_s: float | None = None
+    baselines: list[str] | None = None
+    """Baselines the run was configured to train (None: not recorded, as in older runs)."""
+    routing: bool | None = None
+    """Whether the run was configured to run the routing analysis (None: not recorded)."""
 
 
 class Metrics(Record):
@@ -630,7 +634,9 @@ def missing_items(view: RunView) -> list[str]:
 
     without("evaluation results", lambda it: it.eval)
     without("training statistics", lambda it: it.train)
-    without("student samples", lambda it: it.student)
+    last = view.iterations[-1].iteration if view.iterations else None
+    # The iteration the loop stopped after samples nothing: nothing trains on its samples.
+    without("student samples", lambda it: it.student or (metrics.stopped and it.iteration == last))
     if view.iterations and not any(VALIDATION in it.eval for it in view.iterations):
         items.append("validation results (needed to choose the best iteration)")
     if metrics.best_iteration is None and view.best is not None:
@@ -641,9 +647,12 @@ def missing_items(view: RunView) -> list[str]:
         items.append("KL(train ‖ student)")
     if metrics.teacher is None:
         items.append("teacher statistics")
-    if not metrics.baselines:
+    planned = metrics.run.baselines
+    if planned is None and not metrics.baselines:
         items.append("baselines (not run, or not finished yet)")
-    if not metrics.routing:
+    elif planned and [m for m in planned if m not in metrics.baselines]:
+        items.append(f"baselines {', '.join(m for m in planned if m not in metrics.baselines)} (not finished yet)")
+    if not metrics.routing and metrics.run.routing is not False:
         items.append("routing analysis (oracle best strategy per question)")
     if metrics.run.finished is None:
         items.append("finish time (the run is in progress or was interrupted)")

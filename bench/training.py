@@ -9,7 +9,9 @@ Each run is its own process, so its peak memory is its own: peak GPU memory allo
 peak resident memory (model load included) on a CPU.
 
 Printed side by side from one run: training tokens/s (prompt and completion tokens, no padding)
-and peak memory of each, and the ratios LoRA/full for speed and full/LoRA for memory.
+and peak memory of each, and the ratios LoRA/full for speed and full/LoRA for memory. On a CPU, a
+third run trains LoRA with glibc's default allocation (large tensors mmapped and unmapped at every
+step) instead of siked's `keep_freed_memory`, and the speed ratio of the two is printed.
 """
 
 from __future__ import annotations
@@ -49,9 +51,12 @@ def training_examples(count: int) -> list:
 
 def worker(mode: str, args: argparse.Namespace) -> None:
     """One training run in this process; prints its TrainResult as JSON on the last line."""
+    import siked.student.train
     from siked.config import SikedConfig
     from siked.student import train_student
 
+    if mode == "lora-default-malloc":
+        siked.student.train.keep_freed_memory = lambda: False
     cfg = SikedConfig()
     cfg.train = cfg.train.model_copy(update={"full_finetune": mode == "full", "max_length": args.max_length,
                                              "save_steps": 10_000})
@@ -76,7 +81,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=32)
     parser.add_argument("--steps", type=int, default=4, help="Optimizer steps per run (8 sequences each).")
     parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--worker", choices=["lora", "full"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["lora", "full", "lora-default-malloc"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args)
@@ -86,7 +91,8 @@ def main() -> None:
 
     device = default_device()
     console.print(f"device {device}, bf16 {bf16_supported(device)}, load average {os.getloadavg()[0]:.2f}")
-    runs = {mode: run_worker(mode, args) for mode in ("lora", "full")}
+    modes = ("lora", "full", "lora-default-malloc") if device == "cpu" else ("lora", "full")
+    runs = {mode: run_worker(mode, args) for mode in modes}
     memory = "peak GPU memory (MiB)" if device == "cuda" else "peak RSS (MiB)"
     table = Table(title=f"fine-tuning SmolLM2-135M: {args.steps} steps x 8 sequences, max length {args.max_length}")
     for column in ("run", "tokens", "seconds", "tokens/s", memory, "final loss"):
@@ -99,6 +105,11 @@ def main() -> None:
     speed = lora["tokens_per_s"] / full["tokens_per_s"]
     saving = full["peak_memory_mb"] / lora["peak_memory_mb"]
     console.print(f"LoRA / full tokens/s: {speed:.2f}x; full / LoRA peak memory: {saving:.2f}x")
+    if "lora-default-malloc" in runs:
+        default = runs["lora-default-malloc"]
+        console.print(f"LoRA with freed memory kept / with glibc's default allocation: tokens/s "
+                      f"{lora['tokens_per_s'] / default['tokens_per_s']:.2f}x, peak RSS "
+                      f"{lora['peak_memory_mb'] / default['peak_memory_mb']:.2f}x")
     print(json.dumps({"lora_tokens_per_s": lora["tokens_per_s"], "full_tokens_per_s": full["tokens_per_s"],
                       "lora_peak_mb": lora["peak_memory_mb"], "full_peak_mb": full["peak_memory_mb"],
                       "lora_over_full_speed": speed, "full_over_lora_memory": saving}))

@@ -131,3 +131,30 @@ def test_dtype_resolution() -> None:
     )
     with pytest.raises(ModelError, match="unknown dtype"):
         models.resolve_dtype("int3", "cpu")
+
+
+FAULTS = """
+import resource, sys
+from siked.student.models import keep_freed_memory
+kept = keep_freed_memory() if sys.argv[1] == "keep" else None
+faults = []
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    block = bytearray(64 * 2**20)  # zero-filled: every page is touched
+    del block
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(kept, faults[-1])
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_keep_freed_memory_stops_refaulting_large_blocks() -> None:
+    def last_faults(mode: str) -> tuple[str, int]:
+        out = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True)
+        kept, faults = out.stdout.split()
+        return kept, int(faults)
+
+    default_kept, default_faults = last_faults("default")
+    kept, faults = last_faults("keep")
+    assert default_kept == "None" and default_faults > 10_000  # 64 MiB mapped and faulted anew each time
+    assert kept == "True" and faults < 100  # the freed block is reused

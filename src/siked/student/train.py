@@ -44,6 +44,7 @@ from siked.student.models import (
     attach_adapter,
     bf16_supported,
     default_device,
+    keep_freed_memory,
     load_tokenizer,
     locate_model,
     write_manifest,
@@ -413,6 +414,8 @@ def train_student(
     out_dir = Path(out_dir)
     examples = _examples(records, questions)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if default_device() == "cpu":
+        keep_freed_memory()
     if is_main_process():
         (out_dir / MANIFEST).unlink(missing_ok=True)  # a finished run's marker; this one is not finished
     # The previous iteration is merged before the trainer's arguments exist: under DeepSpeed

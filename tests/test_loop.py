@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from siked.config import load_config
+from siked.evaluation import kl_divergence
 from siked.io import read_jsonl
 from siked.loop import run
 from siked.records import Solution
@@ -57,6 +58,13 @@ def test_two_iterations_end_to_end_then_rerun_redoes_nothing(tmp_path: Path):
     )
     assert second["train"]["teacher_count"] == len(expected)
     assert metrics["best_iteration"] in (1, 2)
+    assert metrics["stopped"] == "max_iterations (2)"
+    kept = {name: sum(1 for t in teacher if t.strategy == name) for name in ("cot", "l2m", "pot")}
+    assert metrics["teacher"]["strategy_counts"] == kept
+    for entry in metrics["iterations"]:  # KL against the validation choices, the last iteration's too
+        choices = entry["eval"]["validation"]["strategy_distribution"]
+        mix = {k: v / sum(entry["train"]["strategy_counts"].values()) for k, v in entry["train"]["strategy_counts"].items()}
+        assert entry["kl_train_student"] == pytest.approx(kl_divergence(mix, choices))
     assert "combined" in metrics["baselines"]
     assert metrics["baselines"]["combined"]["train"]["steps"] == 4  # SIKeD's budget: 2 x 2 steps
     assert (run_dir / "report.html").exists() and (run_dir / "report.md").exists()

@@ -321,8 +321,9 @@ class Loop:
             if student:
                 entry["student"] = student
             train_dist = distribution_from_counts(train.get("strategy_counts", {}))
-            chosen = (distribution_from_counts(student["strategy_counts"]) if student
-                      else entry["eval"].get(VALIDATION, {}).get("strategy_distribution"))
+            # The student's greedy choices on the validation questions: recorded for every iteration,
+            # the last included (which samples nothing), so the KL is comparable across iterations.
+            chosen = entry["eval"].get(VALIDATION, {}).get("strategy_distribution")
             if train_dist and chosen:
                 entry["kl_train_student"] = kl_divergence(train_dist, chosen)
             iterations.append(entry)
@@ -343,7 +344,8 @@ class Loop:
                 "baselines": [m for m in self.config.loop.baselines if m != self.config.loop.method],
                 "routing": self.config.loop.routing,
             },
-            "teacher": {**teacher_stats, "strategy_counts": teacher_stats.get("kept_by_strategy", {})},
+            "teacher": {**teacher_stats, "strategy_counts": {
+                name: stats.get("kept", 0) for name, stats in teacher_stats.get("by_strategy", {}).items()}},
             "iterations": iterations,
             "best_iteration": self.iteration_names().index(best) + 1 if best else None,
             "best_model": f"{best}/model" if best else None,

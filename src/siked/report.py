@@ -552,7 +552,8 @@ def plot_kl(view: RunView) -> Plot | None:
     values = {it.iteration: it.kl_train_student for it in view.iterations
               if it.kl_train_student is not None}
     return plot_series(view, "kl", values, "KL(train ‖ student)",
-                       "KL divergence between the training mix's and the student's strategy distributions.")
+                       "KL divergence between the training mix's strategy distribution and the "
+                       "student's (its greedy choices on the validation questions).")
 
 
 def plot_strategy_choice(view: RunView) -> Plot | None:

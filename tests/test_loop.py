@@ -72,6 +72,9 @@ def test_two_iterations_end_to_end_then_rerun_redoes_nothing(tmp_path: Path):
     before = stage_times(run_dir)
     run(config)
     assert stage_times(run_dir) == before
+    again = json.loads((run_dir / "metrics.json").read_text())
+    assert again["run"]["wall_s"] == metrics["run"]["wall_s"] > 0  # time in stages, not this rerun's
+    assert again["run"]["finished"] == metrics["run"]["finished"]
 
 
 def metrics_train_questions(run_dir: Path) -> int:

@@ -240,7 +240,6 @@ class Loop:
         from siked.grading import Grader
         from siked.sandbox import SandboxPool
 
-        started = time.monotonic()
         data = self.datasets()
         teacher = self.teacher(data.train)
         loop = self.config.loop
@@ -256,7 +255,7 @@ class Loop:
                     self.baseline(method, data, teacher, budget)
             if loop.routing:
                 self.route(data)
-        metrics = self.metrics(wall_s=time.monotonic() - started)
+        metrics = self.metrics()
         write_json(self.path("metrics.json"), metrics)
         if loop.report:
             from siked.report import write_report
@@ -309,7 +308,20 @@ class Loop:
         steps = [self.run.info(f"{n}/train").get("steps") for n in self.iteration_names()]
         return sum(s for s in steps if s) or None
 
-    def metrics(self, wall_s: float) -> dict[str, Any]:
+    def working_time(self) -> tuple[float, str | None]:
+        """Seconds spent in stages (over every resume; not the time between a crash and its
+        resume) and when the last stage finished."""
+        from datetime import datetime
+
+        seconds, last = 0.0, None
+        for entry in self.run.manifest["stages"].values():
+            if entry.get("status") == "done" and entry.get("started") and entry.get("finished"):
+                started, finished = (datetime.fromisoformat(entry[k]) for k in ("started", "finished"))
+                seconds += (finished - started).total_seconds()
+                last = max(last or entry["finished"], entry["finished"])
+        return seconds, last
+
+    def metrics(self) -> dict[str, Any]:
         info = self.run.info
         teacher_stats = info("teacher").get("stats", {})
         iterations = []
@@ -328,6 +340,7 @@ class Loop:
                 entry["kl_train_student"] = kl_divergence(train_dist, chosen)
             iterations.append(entry)
         best = self.best_iteration()
+        wall_s, finished = self.working_time()
         baselines = {
             method: {"train": {**info(f"baselines/{method}/mix").get("train", {}), **info(f"baselines/{method}/train")},
                      "eval": info(f"baselines/{method}/eval").get("eval", {})}
@@ -340,7 +353,7 @@ class Loop:
                 "reference_solutions": self.config.teacher.backend == "reference",
                 "student_model": self.config.student.model,
                 "mixing": self.config.mixing.model_dump(mode="json"),
-                "started": self.run.manifest["created"], "finished": now(), "wall_s": round(wall_s, 1),
+                "started": self.run.manifest["created"], "finished": finished or now(), "wall_s": round(wall_s, 1),
                 "baselines": [m for m in self.config.loop.baselines if m != self.config.loop.method],
                 "routing": self.config.loop.routing,
             },

@@ -447,9 +447,11 @@ def plot_accuracy(view: RunView) -> Plot | None:
         return None
     figure, axes = grid_figure(len(datasets), 3, 3.4, 2.6)
     numbers = [it.iteration for it in view.iterations]
+    highest = 0.0
     for ax, name in zip(axes, datasets, strict=True):
         points = [(it.iteration, it.eval[name].rate) for it in view.iterations if name in it.eval]
         points = [(n, 100 * rate) for n, rate in points if rate is not None]
+        highest = max([highest, *(value for _, value in points)])
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", color=SIKED_COLOR, label="SIKeD")
         best = dict(points).get(view.best.iteration) if view.best else None
@@ -459,11 +461,13 @@ def plot_accuracy(view: RunView) -> Plot | None:
         for index, (method, baseline) in enumerate(view.metrics.baselines.items()):
             result = baseline.eval.get(name)
             if result is not None and result.rate is not None:
+                highest = max(highest, 100 * result.rate)
                 ax.axhline(100 * result.rate, linestyle="--", linewidth=1.2,
                            color=METHOD_COLORS[index % len(METHOD_COLORS)], label=f"baseline: {method}")
         style_axes(ax, name, "iteration", "accuracy (%)")
         ax.set_xticks(numbers)
-        ax.set_ylim(bottom=0)
+    # Shared y axis, set once every panel is drawn: percent, never narrower than 0-5.
+    axes[0].set_ylim(0, min(100.0, max(5.0, 1.15 * highest)))
     shared_legend(figure, axes)
     return finish(figure, "accuracy", "Accuracy per iteration on each evaluation set; dashed: baselines.")
 
@@ -486,7 +490,7 @@ def plot_baselines(view: RunView) -> Plot | None:
         heights = [100 * (results[d].rate or 0.0) if d in results else 0.0 for d in datasets]
         color = SIKED_COLOR if label == view.best_label else METHOD_COLORS[index % len(METHOD_COLORS)]
         bars = ax.bar(xs, heights, width, color=color, label=label)
-        ax.bar_label(bars, fmt="%.0f", fontsize=7, padding=1)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
     ax.set_xticks(range(len(datasets)), datasets)
     style_axes(ax, "Baselines vs SIKeD", "", "accuracy (%)")
     ax.margins(y=0.15)

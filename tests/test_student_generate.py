@@ -129,8 +129,7 @@ def test_cli_sample_writes_graded_solutions(model_cache: Path, tmp_path: Path) -
     from siked.cli import app
 
     out = tmp_path / "samples.jsonl"
-    args = ["sample", "--model", "embedded:smollm2", "--data", "gsm8k:test",
-            "--data-file", str(DATA / "gsm8k" / "test.jsonl"), "--limit", "2", "--samples", "2",
+    args = ["sample", "--model", "embedded:smollm2", "--data", "gsm_symbolic:test", "--limit", "2", "--samples", "2",
             "--strategy", "pot", "--out", str(out), "--json",
             "--set", "generation.max_new_tokens=8", "--set", "generation.dtype=float32",
             "--set", "sandbox.workers=1"]
@@ -142,7 +141,7 @@ def test_cli_sample_writes_graded_solutions(model_cache: Path, tmp_path: Path) -
     assert summary["generated_tokens"] > 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert {(r["problem_id"], r["sample_index"]) for r in rows} == {
-        ("gsm8k/test/0", 0), ("gsm8k/test/0", 1), ("gsm8k/test/1", 0), ("gsm8k/test/1", 1)}
+        ("gsm_symbolic/test/1", 0), ("gsm_symbolic/test/1", 1), ("gsm_symbolic/test/2", 0), ("gsm_symbolic/test/2", 1)}
     assert all(r["strategy"] == "pot" and r["question"] for r in rows)
     verdicts = [json.loads(line) for line in out.with_suffix(".verdicts.jsonl").read_text().splitlines()]
     assert len(verdicts) == 4 and all(v["strategy"] == "pot" for v in verdicts)

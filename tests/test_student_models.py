@@ -158,3 +158,25 @@ def test_keep_freed_memory_stops_refaulting_large_blocks() -> None:
     kept, faults = last_faults("keep")
     assert default_kept == "None" and default_faults > 10_000  # 64 MiB mapped and faulted anew each time
     assert kept == "True" and faults < 100  # the freed block is reused
+
+
+RSS = """
+from siked.student.models import keep_freed_memory, release_freed_memory
+def rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+keep_freed_memory()
+start = rss_mb()
+block = bytearray(256 * 2**20)
+del block
+kept = rss_mb() - start
+release_freed_memory()
+print(round(kept), round(rss_mb() - start))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_release_freed_memory_returns_what_a_stage_kept() -> None:
+    out = subprocess.run([sys.executable, "-c", RSS], capture_output=True, text=True, check=True)
+    kept, after_release = (int(v) for v in out.stdout.split())
+    assert kept > 200 and after_release < 50

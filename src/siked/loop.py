@@ -31,6 +31,7 @@ from siked.io import read_jsonl, write_json, write_jsonl
 from siked.mixing import correct_solutions, mix
 from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, now
+from siked.student.models import release_freed_memory
 
 VALIDATION = "validation"
 
@@ -78,6 +79,7 @@ class Loop:
         outputs, info = body()
         info["seconds"] = round(time.monotonic() - started, 2)
         self.run.finish(name, outputs, info)
+        release_freed_memory()
         return info
 
     def path(self, *parts: str) -> Path:

@@ -287,6 +287,19 @@ def keep_freed_memory() -> bool:
         return False
 
 
+def release_freed_memory() -> None:
+    """Hand the memory a finished stage freed back to the kernel (glibc's malloc_trim), so that
+    what `keep_freed_memory` keeps within a stage does not pile up across stages."""
+    import ctypes
+    import sys
+
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
 def load_tokenizer(source: StudentSource) -> Any:
     from transformers import AutoTokenizer
 

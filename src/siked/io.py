@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -32,6 +33,25 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_directory(path: Path, marker: str) -> Iterator[Path]:
+    """Yield an empty directory beside `path`; it is renamed to `path` only if the block succeeds,
+    so no reader ever sees a half-written directory. If another process published `path` first
+    (it holds `marker`), that copy is kept and this one discarded."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        yield staging
+        try:
+            staging.rename(path)
+        except OSError:
+            if not (path / marker).is_file():  # not just another process finishing first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_json(path: Path, data: Any) -> None:

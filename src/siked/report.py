@@ -15,7 +15,6 @@ import html
 import io
 import json
 import math
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from siked.evaluation import distribution_from_counts
+from siked.io import atomic_path
 
 METRICS_FILE = "metrics.json"
 CONFIG_FILE = "config.yaml"
@@ -996,9 +996,8 @@ def render_html(title: str, sections: list[Section]) -> str:
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write via a temporary file so a reader never sees half a report."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(data)
 
 
 def write_report(run_dir: Path) -> tuple[Path, Path]:

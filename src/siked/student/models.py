@@ -12,11 +12,11 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from siked.io import atomic_directory, atomic_path
 
 MANIFEST = "siked_student.json"
 """Written by `train_student` into its output directory: what to load and how it was trained."""
@@ -118,17 +118,8 @@ def convert_gguf(gguf: Path | str, cache: Path | None = None) -> Path:
     target = models / f"{gguf.stem}-{file_digest(gguf)[:16]}"
     if (target / "config.json").is_file():
         return target
-    models.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=models))
-    try:
+    with atomic_directory(target, marker="config.json") as staging:
         _dequantise(gguf, staging)
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / "config.json").is_file():  # not just another process finishing first
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -227,9 +218,8 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
     path = directory / MANIFEST
-    staging = path.with_suffix(".json.tmp")
-    staging.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
-    staging.replace(path)
+    with atomic_path(path) as staging:
+        staging.write_text(json.dumps(manifest, indent=2, default=str) + "\n", encoding="utf-8")
     return path
 
 

@@ -25,7 +25,6 @@ import json
 import resource
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from siked.config import SikedConfig, StudentConfig, TrainConfig
+from siked.io import RecordError, atomic_directory, iter_jsonl
 from siked.records import Problem, Solution
 from siked.strategies import strategy_names, student_prompt, student_target
 from siked.student.models import (
@@ -124,18 +124,11 @@ def read_examples(
         raise TrainDataError(f"training data file {path} does not exist")
     lookup = _question_map(questions)
     examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TrainDataError(f"{where}: not valid JSON: {exc}") from None
-            if not isinstance(record, dict):
-                raise TrainDataError(f"{where}: expected a JSON object")
-            examples.append(_example_from_record(record, lookup, where))
+    try:
+        for number, record in iter_jsonl(path):
+            examples.append(_example_from_record(record, lookup, f"{path}:{number}"))
+    except RecordError as exc:  # a line that is not JSON, or not a JSON object
+        raise TrainDataError(str(exc)) from None
     if not examples:
         raise TrainDataError(f"training data file {path} holds no examples")
     return examples
@@ -242,18 +235,9 @@ def save_merged(source: StudentSource, out: Path) -> Path:
 
     model = AutoModelForCausalLM.from_pretrained(source.base, dtype="float32")
     model = attach_adapter(model, source.adapter, merge=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".base.", dir=out.parent))
-    try:
+    with atomic_directory(out, marker="config.json") as staging:
         model.save_pretrained(staging)
         load_tokenizer(source).save_pretrained(staging)
-        try:
-            staging.rename(out)
-        except OSError:
-            if not (out / "config.json").is_file():  # not just another process finishing first
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out
 
 

@@ -52,14 +52,12 @@ def cli() -> None:
 
 def quiet_libraries() -> None:
     """siked shows its own progress per stage; the libraries' tqdm bars (loading weights, dataset
-    maps, saving shards) and one internal deprecation notice only clutter it. Set before those
-    libraries are imported; a user's own setting of the variables wins."""
+    maps, saving shards) only clutter it. Set before those libraries are imported; a user's own
+    setting of the variables wins."""
     import os
-    import warnings
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers follows it too
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    warnings.filterwarnings("ignore", message=r".*`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 
 @app.command()

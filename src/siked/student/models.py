@@ -12,11 +12,16 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from siked.io import atomic_directory, atomic_path
+
+# PEFT and TRL still call a transformers 5 method that is deprecated in favour of a new name, when
+# an adapter is attached and when training starts: a notice for those libraries, not for users.
+warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
 
 MANIFEST = "siked_student.json"
 """Written by `train_student` into its output directory: what to load and how it was trained."""

@@ -26,7 +26,6 @@ import resource
 import shutil
 import sys
 import time
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -416,10 +415,7 @@ def train_student(
     if checkpoint and console is not None:
         console.print(f"resuming from {checkpoint}")
     started = time.perf_counter()
-    with warnings.catch_warnings():
-        # TRL 1.x still calls a transformers 5 method that is deprecated in favour of a new name.
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        output = trainer.train(resume_from_checkpoint=checkpoint)
+    output = trainer.train(resume_from_checkpoint=checkpoint)
     runtime = time.perf_counter() - started
     result = _finish(trainer, out_dir, train_cfg, config.student, base_ref, previous, output, runtime,
                      examples=len(examples), resumed_from=checkpoint)

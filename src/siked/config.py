@@ -119,6 +119,20 @@ class StudentConfig(Section):
     """alpaca: the paper's instruction/input/response prompt; chat: the tokenizer's chat template."""
 
 
+class LauncherConfig(Section):
+    """How `siked run` starts its training stage (the standalone `siked train` runs where it is started)."""
+
+    num_processes: int = Field(default=1, ge=1)
+    """Training processes: 1 = one plain child process; N > 1 = `accelerate launch` with N processes
+    (one per GPU; on a machine without GPUs, N CPU processes over gloo)."""
+    accelerate_config: Path | None = None
+    """accelerate config file (e.g. configs/accelerate/ddp.yaml, deepspeed_zero3.yaml); None = plain
+    data parallelism over num_processes. Used when num_processes > 1."""
+    main_process_port: int | None = Field(default=None, ge=1, le=65535)
+    """Rendezvous port of the training processes; None = accelerate's default (29500). Set it when
+    two runs train on one machine at once."""
+
+
 class TrainConfig(Section):
     init: Literal["previous", "base"] = "previous"
     """previous: merge the last iteration's LoRA and train a new one on top (the paper); base: restart."""
@@ -150,6 +164,8 @@ class TrainConfig(Section):
     resume: bool = True
     """Resume from the newest checkpoint in the output directory when there is one."""
     seed: int = 0
+    launcher: LauncherConfig = LauncherConfig()
+    """`siked run` only: the processes its training stage runs in."""
 
 
 class GenerationConfig(Section):
@@ -198,6 +214,10 @@ class LoopConfig(Section):
     """Also decode every evaluation set with each strategy forced (per-question routing, oracle)."""
     report: bool = True
     """Write report.md and report.html at the end of `siked run`."""
+    stage_processes: bool = True
+    """Run each heavy stage (teacher, training, evaluation, sampling, routing) in its own child
+    process, which hands back all its CPU and GPU memory when it exits; false runs them inside the
+    `siked run` process (for a debugger)."""
 
 
 class SikedConfig(Section):

@@ -1,0 +1,194 @@
+"""The child side of a stage: `python -m siked.stage_worker RUN/<stage>/request.json`.
+
+Each heavy stage of `siked run` is one registered body: it reads its inputs from the run
+directory, loads what it needs (the student, the teacher, a sandbox pool to grade in), writes its
+outputs atomically and returns them with the info the manifest records. The worker writes
+`result.json` last (the main process only, under `accelerate launch`); the loop reads it and
+marks the stage done. See `siked.stages` for the parent side.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from siked.config import SikedConfig
+from siked.errors import SikedError
+from siked.io import read_jsonl, write_json, write_jsonl
+from siked.records import Problem, Solution
+from siked.stages import PARENT_ENV, RESULT, StageError, StageRequest, write_result
+
+StageBody = Callable[[SikedConfig, dict[str, Any], Any], tuple[list[str], dict[str, Any]]]
+"""(config, arguments, console) -> (output paths, info recorded in the manifest)."""
+
+STAGE_KINDS: dict[str, StageBody] = {}
+
+
+def stage_kind(name: str) -> Callable[[StageBody], StageBody]:
+    """Register a stage body under `name`."""
+
+    def register(body: StageBody) -> StageBody:
+        STAGE_KINDS[name] = body
+        return body
+
+    return register
+
+
+@contextmanager
+def grader(config: SikedConfig) -> Iterator[Any]:
+    """A grader with its own sandbox pool, for the duration of one stage."""
+    from siked.grading import Grader
+    from siked.sandbox import SandboxPool
+
+    with SandboxPool.from_config(config.sandbox) as sandbox:
+        yield Grader.from_config(config, sandbox)
+
+
+# --- the stage bodies ------------------------------------------------------------------------
+
+
+@stage_kind("teach")
+def teach_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], dict[str, Any]]:
+    """args: problems (JSONL of the training questions), out_dir."""
+    from siked.teachers import teach
+
+    out_dir = Path(args["out_dir"])
+    result = teach(config, read_jsonl(args["problems"], Problem), out_dir, console=console)
+    return [str(out_dir / "teacher.jsonl"), str(out_dir / "teacher_stats.json")], {"stats": result.stats}
+
+
+@stage_kind("train")
+def train_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], dict[str, Any]]:
+    """args: data (solutions JSONL), questions (problems JSONL), out_dir, previous, max_steps."""
+    from siked.student import train_student
+
+    records = read_jsonl(args["data"], Solution)
+    by_id = {p.id: p for p in read_jsonl(args["questions"], Problem)}
+    result = train_student([(by_id[r.problem_id], r) for r in records], config, args["out_dir"],
+                           previous=args.get("previous"), max_steps=args.get("max_steps"), console=console)
+    info = {"examples": len(records), "steps": result.steps, "train_loss": result.train_loss,
+            "tokens_per_s": result.tokens_per_s}
+    return [str(args["out_dir"])], info
+
+
+@stage_kind("evaluate")
+def evaluate_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], dict[str, Any]]:
+    """args: model, name (for the console), sets: {key: {problems, out}} (greedy, free choice)."""
+    from siked.evaluation import decode_and_grade, open_student, summarize
+
+    outputs, summaries = [], {}
+    with grader(config) as grade, open_student(args["model"], config) as student:
+        for key, paths in args["sets"].items():
+            problems = read_jsonl(paths["problems"], Problem)
+            if not problems:
+                continue
+            solutions, verdicts = decode_and_grade(student, problems, config, grade, greedy=True, console=console)
+            write_jsonl(Path(paths["out"]), [{**s.model_dump(mode="json"), "verdict": v.model_dump(mode="json")}
+                                             for s, v in zip(solutions, verdicts, strict=True)])
+            outputs.append(str(paths["out"]))
+            summaries[key] = summarize(verdicts)
+            console.print(f"  {args['name']} {key}: accuracy {summaries[key]['accuracy']:.1%}")
+    return outputs, {"eval": summaries}
+
+
+@stage_kind("sample")
+def sample_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], dict[str, Any]]:
+    """args: model, problems, samples and verdicts (output JSONL paths)."""
+    from siked.evaluation import decode_and_grade, open_student, sample_summary
+
+    problems = read_jsonl(args["problems"], Problem)
+    with grader(config) as grade, open_student(args["model"], config) as student:
+        solutions, verdicts = decode_and_grade(student, problems, config, grade, greedy=False,
+                                               samples=config.generation.samples, console=console)
+    write_jsonl(Path(args["samples"]), solutions)
+    write_jsonl(Path(args["verdicts"]), verdicts)
+    return [str(args["samples"]), str(args["verdicts"])], {"student": sample_summary(problems, solutions, verdicts)}
+
+
+@stage_kind("route")
+def route_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], dict[str, Any]]:
+    """args: model, model_name, sets: {key: problems JSONL}, out. Every set decoded with each strategy forced."""
+    from siked.evaluation import decode_and_grade, open_student, routing
+    from siked.strategies import strategy_names
+
+    table = {}
+    with grader(config) as grade, open_student(args["model"], config) as student:
+        for key, path in args["sets"].items():
+            problems = read_jsonl(path, Problem)
+            forced = {name: decode_and_grade(student, problems, config, grade, greedy=True, mode=name,
+                                             console=console)[1] for name in strategy_names()}
+            table[key] = routing(problems, forced)
+    write_json(Path(args["out"]), table)
+    return [str(args["out"])], {"model": args["model_name"]}
+
+
+# --- running one request ---------------------------------------------------------------------
+
+
+def run_request(request: StageRequest, console: Any) -> tuple[list[str], dict[str, Any]]:
+    """Run a stage's body here, in this process (the worker's job; the loop's when stages run in-process)."""
+    if request.kind not in STAGE_KINDS:
+        raise StageError(f"stage {request.stage}: unknown kind {request.kind!r} (known: {', '.join(STAGE_KINDS)})")
+    config = SikedConfig.model_validate(request.config)
+    return STAGE_KINDS[request.kind](config, request.args, console)
+
+
+def watch_parent() -> None:
+    """Exit when the loop that started this stage is gone (killed), instead of working on for nobody."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent:
+        return
+    started_under = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(2)
+            try:
+                os.kill(int(parent), 0)
+            except ProcessLookupError:
+                os._exit(3)
+            except PermissionError:
+                pass
+            if os.getppid() != started_under:  # our own launcher (accelerate, torchrun) died
+                os._exit(3)
+
+    threading.Thread(target=watch, name="siked-parent-watch", daemon=True).start()
+
+
+def is_main_rank() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    console = Console(stderr=True)
+    if len(argv) != 1:
+        console.print("usage: python -m siked.stage_worker RUN/<stage>/request.json")
+        return 2
+    # siked shows its own progress; the libraries' download/map bars would only clutter the log
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    watch_parent()
+    request_path = Path(argv[0])
+    try:
+        request = StageRequest.read(request_path)
+        outputs, info = run_request(request, console)
+    except SikedError as exc:
+        console.print("[bold red]error:[/]", end=" ")
+        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        return 2
+    if is_main_rank():
+        write_result(request_path.parent / RESULT, outputs, info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""Heavy stages of `siked run` in child processes.
+
+The loop (the parent) never imports torch: it writes a stage request (the config, the stage's
+kind and its arguments, as JSON) into the stage's folder and runs `python -m siked.stage_worker`
+on it, or `accelerate launch ... -m siked.stage_worker` for a training stage on several
+processes. The child loads the model, does the work, writes the stage's outputs and then
+`result.json` atomically, and exits, handing every byte of CPU and GPU memory back. Its output
+is streamed to the console and appended to the stage's `log.txt`; a failure becomes a
+`StageError` naming the stage, quoting the log's last line and pointing at the log.
+
+The stage bodies are registered by kind in `siked.stage_worker`, which imports this module (never
+the other way round); the loop runs a body in-process through it when `loop.stage_processes` is
+false.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+
+from siked.config import LauncherConfig
+from siked.errors import SikedError
+from siked.io import write_json
+
+REQUEST = "request.json"
+RESULT = "result.json"
+LOG = "log.txt"
+PARENT_ENV = "SIKED_STAGE_PARENT"
+"""The loop's process id, given to children so that they stop when the loop is gone."""
+
+
+class StageError(SikedError):
+    """A stage's child process failed; the message names the stage and its log."""
+
+
+@dataclass(frozen=True)
+class StageRequest:
+    """What a child needs to run one stage: everything in one JSON file in the stage's folder."""
+
+    stage: str
+    """The manifest's stage name, e.g. iter1/train."""
+    kind: str
+    """The registered body: teach, train, evaluate, sample, route."""
+    config: dict[str, Any]
+    args: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stage": self.stage, "kind": self.kind, "config": self.config, "args": self.args}
+
+    @classmethod
+    def read(cls, path: Path) -> StageRequest:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            return cls(stage=data["stage"], kind=data["kind"], config=data["config"], args=data["args"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StageError(f"stage request {path} cannot be read: {exc}") from None
+
+
+def read_result(path: Path, stage: str) -> tuple[list[Path], dict[str, Any]]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [Path(p) for p in data["outputs"]], dict(data["info"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StageError(f"stage {stage}: its child exited cleanly but left no readable {path} ({exc})") from None
+
+
+def write_result(path: Path, outputs: list[str], info: dict[str, Any]) -> None:
+    write_json(path, {"outputs": [str(p) for p in outputs], "info": info})
+
+
+def launch_command(request_path: Path, launcher: LauncherConfig | None) -> list[str]:
+    """The child's command line: plain Python, or `accelerate launch` over several processes."""
+    worker = ["-m", "siked.stage_worker", str(request_path)]
+    if launcher is None or launcher.num_processes == 1:
+        return [sys.executable, *worker]
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(launcher.num_processes)]
+    if launcher.accelerate_config is not None:
+        if not Path(launcher.accelerate_config).is_file():
+            raise StageError(
+                f"train.launcher.accelerate_config: {launcher.accelerate_config} does not exist "
+                "(give a file such as configs/accelerate/ddp.yaml, or null for plain data parallelism)"
+            )
+        command += ["--config_file", str(launcher.accelerate_config)]
+    else:
+        # Data parallelism through torch.distributed; without GPUs the processes talk over gloo.
+        command += ["--multi_gpu", "--num_machines", "1", "--dynamo_backend", "no", "--mixed_precision", "no"]
+    if launcher.main_process_port is not None:
+        command += ["--main_process_port", str(launcher.main_process_port)]
+    return [*command, *worker]
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
+
+
+def last_line(log: Path) -> str:
+    """The log's last non-empty line without terminal control codes (usually the error)."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(max(0, log.stat().st_size - 16384))
+            tail = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+    lines = [ANSI.sub("", line).strip() for line in tail.splitlines()]
+    return next((line for line in reversed(lines) if line), "")
+
+
+def failure_message(stage: str, returncode: int, log: Path) -> str:
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        why = f"was killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
+    else:
+        why = f"failed (exit status {returncode})"
+    quoted = last_line(log)
+    quoted = f": {quoted}" if quoted else ""
+    return f"stage {stage} {why}{quoted} -- full log: {log}; rerun the same command to resume at this stage"
+
+
+def child_environment(console_file: IO[str]) -> dict[str, str]:
+    env = {**os.environ, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+    if console_file.isatty():  # the child's progress bars draw on the loop's terminal
+        env.setdefault("TTY_COMPATIBLE", "1")
+        env.setdefault("COLUMNS", str(os.get_terminal_size(console_file.fileno()).columns))
+    return env
+
+
+def run_child(command: list[str], stage: str, log: Path, console_file: IO[str] | None = None) -> None:
+    """Run `command`, streaming its output to `console_file` and appending it to `log`."""
+    console_file = console_file or sys.stderr
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as sink:
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        sink.write(f"=== {stamp} stage {stage}: {' '.join(command)}\n".encode())
+        sink.flush()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=child_environment(console_file))
+        assert process.stdout is not None
+        try:
+            out = console_file.buffer if hasattr(console_file, "buffer") else None
+            while chunk := os.read(process.stdout.fileno(), 65536):
+                sink.write(chunk)
+                sink.flush()
+                if out is not None:
+                    out.write(chunk)
+                    out.flush()
+                else:
+                    console_file.write(chunk.decode("utf-8", errors="replace"))
+                    console_file.flush()
+            returncode = process.wait()
+        except BaseException:  # Ctrl-C or an error in the loop: the child goes too
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            raise
+        finally:
+            process.stdout.close()
+    if returncode != 0:
+        raise StageError(failure_message(stage, returncode, log))
+
+
+def run_stage(request: StageRequest, stage_dir: Path, *, launcher: LauncherConfig | None = None,
+              console: Any = None) -> tuple[list[Path], dict[str, Any]]:
+    """Run one stage in a child process (several under `launcher`); returns its outputs and info."""
+    stage_dir.mkdir(parents=True, exist_ok=True)
+    request_path, result_path = stage_dir / REQUEST, stage_dir / RESULT
+    result_path.unlink(missing_ok=True)  # an earlier, interrupted attempt's
+    write_json(request_path, request.to_json())
+    run_child(launch_command(request_path, launcher), request.stage, stage_dir / LOG,
+              getattr(console, "file", None))
+    return read_result(result_path, request.stage)

@@ -1,0 +1,155 @@
+"""Stages as child processes: the runner, its log, its errors, the worker and the launcher command."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from siked.config import LauncherConfig, load_config
+from siked.io import write_jsonl
+from siked.stages import (
+    LOG,
+    PARENT_ENV,
+    REQUEST,
+    RESULT,
+    StageError,
+    StageRequest,
+    launch_command,
+    run_child,
+    run_stage,
+)
+
+
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_child_output_reaches_the_console_and_is_appended_to_the_log(tmp_path: Path) -> None:
+    log = tmp_path / "stage" / LOG
+    console = io.StringIO()
+    run_child(python("import sys; print('to stdout'); print('to stderr', file=sys.stderr)"), "s1", log, console)
+    run_child(python("print('second attempt')"), "s1", log, console)
+    assert "to stdout" in console.getvalue() and "to stderr" in console.getvalue()
+    text = log.read_text()
+    assert text.index("to stdout") < text.index("second attempt")  # appended, not overwritten
+    assert text.count("=== ") == 2 and "stage s1:" in text
+
+
+def test_a_failing_child_names_the_stage_quotes_its_last_line_and_points_at_the_log(tmp_path: Path) -> None:
+    log = tmp_path / LOG
+    code = "import sys; print('working'); sys.exit('ValueError: bad row 7 in x.jsonl')"
+    with pytest.raises(StageError) as caught:
+        run_child(python(code), "iter2/sample", log, io.StringIO())
+    message = str(caught.value)
+    assert message.startswith("stage iter2/sample failed (exit status 1): ValueError: bad row 7 in x.jsonl")
+    assert str(log) in message and "\n" not in message
+
+
+def test_a_killed_child_says_which_signal(tmp_path: Path) -> None:
+    with pytest.raises(StageError, match=r"stage iter1/train was killed by SIGKILL \(out of memory\?\)"):
+        run_child(python("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"), "iter1/train",
+                  tmp_path / LOG, io.StringIO())
+
+
+def test_the_child_knows_its_parent_and_progress_bars_stay_off_a_pipe(tmp_path: Path) -> None:
+    console = io.StringIO()
+    code = f"import os; print(os.environ['{PARENT_ENV}'], os.environ.get('TTY_COMPATIBLE'))"
+    run_child(python(code), "s", tmp_path / LOG, console)
+    assert console.getvalue().split() == [str(os.getpid()), "None"]
+
+
+def test_launch_command_plain_and_under_accelerate(tmp_path: Path) -> None:
+    request = tmp_path / REQUEST
+    assert launch_command(request, LauncherConfig()) == [sys.executable, "-m", "siked.stage_worker", str(request)]
+    two = launch_command(request, LauncherConfig(num_processes=2, main_process_port=29123))
+    assert two[:5] == [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2"]
+    assert "--multi_gpu" in two and two[two.index("--main_process_port") + 1] == "29123"
+    assert two[-3:] == ["-m", "siked.stage_worker", str(request)]
+    ddp = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / "ddp.yaml"
+    with_file = launch_command(request, LauncherConfig(num_processes=4, accelerate_config=ddp))
+    assert with_file[with_file.index("--config_file") + 1] == str(ddp) and "--multi_gpu" not in with_file
+    with pytest.raises(StageError, match=r"train.launcher.accelerate_config: .*nope.yaml does not exist"):
+        launch_command(request, LauncherConfig(num_processes=2, accelerate_config=tmp_path / "nope.yaml"))
+
+
+def test_launcher_fields_are_validated() -> None:
+    from siked.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.launcher.num_processes"):
+        load_config(None, ["train.launcher.num_processes=0"])
+    config = load_config(None, ["train.launcher.num_processes=2", "train.launcher.main_process_port=29511"])
+    assert config.train.launcher.num_processes == 2 and config.loop.stage_processes is True
+
+
+def problems_file(path: Path, count: int = 3) -> Path:
+    from siked.data import load_problems
+
+    write_jsonl(path, load_problems("gsm_symbolic", "train", limit=count))
+    return path
+
+
+def test_a_real_stage_runs_in_a_child_and_hands_back_its_outputs(tmp_path: Path) -> None:
+    """The reference teacher (no model) as a stage: request in, outputs and info out, log kept."""
+    config = load_config(None, ["teacher.strategies=[cot, pot]"])
+    problems = problems_file(tmp_path / "train.jsonl")
+    stage_dir = tmp_path / "teacher"
+    request = StageRequest("teacher", "teach", config.model_dump(mode="json"),
+                           {"problems": str(problems), "out_dir": str(stage_dir)})
+    console = io.StringIO()
+    outputs, info = run_stage(request, stage_dir, console=type("C", (), {"file": console})())
+    assert outputs == [stage_dir / "teacher.jsonl", stage_dir / "teacher_stats.json"]
+    assert all(p.is_file() for p in outputs)
+    assert info["stats"]["problems"] == 3 and info["stats"]["kept"] == 6 and set(info["stats"]["by_strategy"]) == {"cot", "pot"}
+    assert json.loads((stage_dir / REQUEST).read_text())["kind"] == "teach"
+    assert json.loads((stage_dir / RESULT).read_text())["info"] == info
+    assert (stage_dir / LOG).read_text().startswith("=== ")
+
+
+def test_a_stage_that_fails_in_its_child_quotes_the_error(tmp_path: Path) -> None:
+    config = load_config(None, [])
+    stage_dir = tmp_path / "iter1" / "train"
+    request = StageRequest("iter1/train", "train", config.model_dump(mode="json"),
+                           {"data": str(tmp_path / "missing.jsonl"), "questions": str(tmp_path / "q.jsonl"),
+                            "out_dir": str(tmp_path / "iter1" / "model")})
+    with pytest.raises(StageError) as caught:
+        run_stage(request, stage_dir, console=type("C", (), {"file": io.StringIO()})())
+    message = str(caught.value)
+    assert message.startswith("stage iter1/train failed (exit status ")
+    assert "missing.jsonl" in message and str(stage_dir / LOG) in message
+    assert not (stage_dir / RESULT).exists()
+
+
+def test_the_worker_rejects_an_unreadable_request_and_an_unknown_kind(tmp_path: Path) -> None:
+    bad = tmp_path / REQUEST
+    bad.write_text("{not json")
+    done = subprocess.run([sys.executable, "-m", "siked.stage_worker", str(bad)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and f"stage request {bad} cannot be read" in done.stderr
+    bad.write_text(json.dumps({"stage": "x", "kind": "nope", "config": {}, "args": {}}))
+    done = subprocess.run([sys.executable, "-m", "siked.stage_worker", str(bad)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "stage x: unknown kind 'nope'" in done.stderr
+
+
+def test_a_child_stops_when_the_loop_that_started_it_is_gone() -> None:
+    loop = subprocess.Popen(python("import time; time.sleep(600)"))
+    code = "from siked.stage_worker import watch_parent; watch_parent(); import time; time.sleep(600)"
+    child = subprocess.Popen(python(code), env={**os.environ, PARENT_ENV: str(loop.pid)})
+    try:
+        time.sleep(1)
+        assert child.poll() is None  # the loop is alive: the child works on
+        loop.kill()
+        loop.wait()
+        assert child.wait(timeout=20) == 3
+    finally:
+        for process in (loop, child):
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -153,3 +153,13 @@ def test_a_child_stops_when_the_loop_that_started_it_is_gone() -> None:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+
+
+def test_a_run_resumes_with_stages_in_process_or_another_port_but_not_other_training_processes(tmp_path: Path) -> None:
+    from siked.rundir import RunDir, RunDirError
+
+    out = f"out={tmp_path / 'run'}"
+    RunDir.open(load_config(None, [out]))
+    RunDir.open(load_config(None, [out, "loop.stage_processes=false", "train.launcher.main_process_port=29333"]))
+    with pytest.raises(RunDirError, match="train.launcher.num_processes: run has 1, now 2"):
+        RunDir.open(load_config(None, [out, "train.launcher.num_processes=2"]))

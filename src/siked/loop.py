@@ -2,7 +2,9 @@
 
 Every step is a stage of the run directory (see `siked.rundir`): its artifacts are written
 atomically before the manifest marks it done, so rerunning the same command resumes at the
-first unfinished stage and a finished stage is never redone.
+first unfinished stage and a finished stage is never redone. The heavy stages (teacher, training,
+evaluation, sampling, routing) run in child processes (see `siked.stages`): this process never
+imports torch, and each stage's memory is handed back when its child exits.
 """
 
 from __future__ import annotations
@@ -18,19 +20,12 @@ from typing import Any
 from rich.console import Console
 
 from siked.config import DatasetSpec, SikedConfig, dump_config
-from siked.evaluation import (
-    decode_and_grade,
-    distribution_from_counts,
-    kl_divergence,
-    open_student,
-    routing,
-    sample_summary,
-    summarize,
-)
+from siked.evaluation import distribution_from_counts, kl_divergence
 from siked.io import read_jsonl, write_json, write_jsonl
 from siked.mixing import correct_solutions, mix
 from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, now
+from siked.stages import StageRequest, run_stage
 from siked.student.models import release_freed_memory
 
 VALIDATION = "validation"
@@ -41,6 +36,8 @@ class Datasets:
     train: list[Problem]
     validation: list[Problem]
     evaluation: dict[str, list[Problem]]
+    paths: dict[str, Path]
+    """Where each set is in the run directory (keys: train, validation and the evaluation keys)."""
 
     def eval_sets(self) -> dict[str, list[Problem]]:
         """Validation first: it decides the best iteration."""
@@ -63,7 +60,6 @@ class Loop:
         self.console = console or Console(stderr=True)
         self.run = RunDir.open(config)
         (self.run.path / "config.yaml").write_text(dump_config(config), encoding="utf-8")
-        self.grader: Any = None
         self.stopped: str | None = None
         """Why the iterations ended (set by `iterate`)."""
 
@@ -81,6 +77,21 @@ class Loop:
         self.run.finish(name, outputs, info)
         release_freed_memory()
         return info
+
+    def heavy(self, name: str, kind: str, args: dict[str, Any], launcher: Any = None) -> dict[str, Any]:
+        """Run a heavy stage (a body of `siked.stage_worker`) in its own process, or in this one
+        when `loop.stage_processes` is false; returns its recorded info."""
+        request = StageRequest(stage=name, kind=kind, config=self.config.model_dump(mode="json"), args=args)
+
+        def body() -> tuple[list[Path], dict[str, Any]]:
+            if self.config.loop.stage_processes:
+                return run_stage(request, self.path(name), launcher=launcher, console=self.console)
+            from siked.stage_worker import run_request
+
+            outputs, info = run_request(request, self.console)
+            return [Path(p) for p in outputs], info
+
+        return self.stage(name, body)
 
     def path(self, *parts: str) -> Path:
         return self.run.stage_path(*parts)
@@ -110,85 +121,39 @@ class Loop:
         read = {key: read_jsonl(path, Problem) for key, path in paths.items()}
         train = read.pop("train")
         validation = read.pop(VALIDATION)
-        return Datasets(train=train, validation=validation, evaluation=read)
+        return Datasets(train=train, validation=validation, evaluation=read, paths=paths)
 
-    def teacher(self, problems: list[Problem]) -> list[Solution]:
-        from siked.teachers import teach
-
+    def teacher(self, data: Datasets) -> list[Solution]:
         out_dir = self.path("teacher")
-
-        def run_teacher() -> tuple[list[Path], dict[str, Any]]:
-            result = teach(self.config, problems, out_dir, console=self.console)
-            return [out_dir / "teacher.jsonl", out_dir / "teacher_stats.json"], {"stats": result.stats}
-
-        self.stage("teacher", run_teacher)
+        self.heavy("teacher", "teach", {"problems": str(data.paths["train"]), "out_dir": str(out_dir)})
         return read_jsonl(out_dir / "teacher.jsonl", Solution)
 
     # -- the student ----------------------------------------------------------------------
 
-    def train(self, name: str, records: list[Solution], problems: list[Problem],
-              previous: Path | None, max_steps: int | None = None) -> tuple[Path, dict[str, Any]]:
-        from siked.student import train_student
-
+    def train(self, name: str, data: Datasets, previous: Path | None,
+              max_steps: int | None = None) -> tuple[Path, dict[str, Any]]:
+        """Train on `name`/train.jsonl (the mix) under `train.launcher`."""
         model_dir = self.path(name, "model")
-
-        def run_training() -> tuple[list[Path], dict[str, Any]]:
-            by_id = {p.id: p for p in problems}
-            pairs = [(by_id[r.problem_id], r) for r in records]
-            result = train_student(
-                pairs, self.config, model_dir, previous=previous, max_steps=max_steps, console=self.console
-            )
-            info = {"examples": len(records), "steps": result.steps, "train_loss": result.train_loss,
-                    "tokens_per_s": result.tokens_per_s}
-            return [model_dir], info
-
-        info = self.stage(f"{name}/train", run_training)
+        args = {"data": str(self.path(name, "train.jsonl")), "questions": str(data.paths["train"]),
+                "out_dir": str(model_dir), "previous": str(previous) if previous else None, "max_steps": max_steps}
+        info = self.heavy(f"{name}/train", "train", args, launcher=self.config.train.launcher)
         return model_dir, info
 
-    def generate_and_grade(self, student: Any, problems: list[Problem], *, greedy: bool,
-                           mode: str = "free", samples: int = 1) -> tuple[list[Solution], list[Verdict]]:
-        return decode_and_grade(student, problems, self.config, self.grader, greedy=greedy, mode=mode,
-                                samples=samples, console=self.console)
+    def evaluate(self, name: str, model_dir: Path, data: Datasets) -> dict[str, Any]:
+        sets = {key: {"problems": str(data.paths[key]), "out": str(self.path(name, "eval", f"{file_key(key)}.jsonl"))}
+                for key, problems in data.eval_sets().items() if problems}
+        return self.heavy(f"{name}/eval", "evaluate", {"model": str(model_dir), "name": name, "sets": sets})["eval"]
 
-    def evaluate(self, name: str, model_dir: Path, sets: dict[str, list[Problem]]) -> dict[str, Any]:
-        def run_eval() -> tuple[list[Path], dict[str, Any]]:
-            outputs, summaries = [], {}
-            with open_student(model_dir, self.config) as student:
-                for key, problems in sets.items():
-                    if problems:
-                        outputs.append(self.evaluate_set(name, key, student, problems, summaries))
-            return outputs, {"eval": summaries}
-
-        return self.stage(f"{name}/eval", run_eval)["eval"]
-
-    def evaluate_set(self, name: str, key: str, student: Any, problems: list[Problem],
-                     summaries: dict[str, Any]) -> Path:
-        solutions, verdicts = self.generate_and_grade(student, problems, greedy=True)
-        path = self.path(name, "eval", f"{file_key(key)}.jsonl")
-        write_jsonl(path, [{**s.model_dump(mode="json"), "verdict": v.model_dump(mode="json")}
-                           for s, v in zip(solutions, verdicts, strict=True)])
-        summaries[key] = summarize(verdicts)
-        self.console.print(f"  {name} {key}: accuracy {summaries[key]['accuracy']:.1%}")
-        return path
-
-    def sample(self, name: str, model_dir: Path, problems: list[Problem]) -> list[Solution]:
+    def sample(self, name: str, model_dir: Path, data: Datasets) -> list[Solution]:
         """The student's own solutions on the training questions; returns the correct ones."""
         samples_path = self.path(name, "samples.jsonl")
         verdicts_path = self.path(name, "sample_verdicts.jsonl")
-
-        def run_sampling() -> tuple[list[Path], dict[str, Any]]:
-            with open_student(model_dir, self.config) as student:
-                solutions, verdicts = self.generate_and_grade(
-                    student, problems, greedy=False, samples=self.config.generation.samples
-                )
-            write_jsonl(samples_path, solutions)
-            write_jsonl(verdicts_path, verdicts)
-            return [samples_path, verdicts_path], {"student": sample_summary(problems, solutions, verdicts)}
-
-        self.stage(f"{name}/sample", run_sampling)
+        self.heavy(f"{name}/sample", "sample", {"model": str(model_dir), "problems": str(data.paths["train"]),
+                                                "samples": str(samples_path), "verdicts": str(verdicts_path)})
         return correct_solutions(read_jsonl(samples_path, Solution), read_jsonl(verdicts_path, Verdict))
 
-    def mix(self, name: str, teacher: list[Solution], student_correct: list[Solution]) -> list[Solution]:
+    def mix(self, name: str, teacher: list[Solution], student_correct: list[Solution]) -> None:
+        """Write `name`/train.jsonl, what the training stage reads."""
         path = self.path(name, "train.jsonl")
         cfg = self.config.mixing
 
@@ -199,7 +164,6 @@ class Loop:
                                       "alpha": mixed.alpha, "strategy_counts": mixed.strategy_counts}}
 
         self.stage(f"{name}/mix", run_mix)
-        return read_jsonl(path, Solution)
 
     # -- the whole run --------------------------------------------------------------------
 
@@ -210,10 +174,10 @@ class Loop:
         best_accuracy, non_improving = -1.0, 0
         for iteration in range(1, loop.max_iterations + 1):
             name = f"iter{iteration}"
-            records = self.mix(name, teacher, student_correct) if iteration > 1 else self.mix(name, teacher, [])
+            self.mix(name, teacher, student_correct if iteration > 1 else [])
             init_from = previous if self.config.train.init == "previous" else None
-            model_dir, _ = self.train(name, records, data.train, init_from)
-            accuracy = self.evaluate(name, model_dir, data.eval_sets()).get(VALIDATION, {}).get("accuracy", 0.0)
+            model_dir, _ = self.train(name, data, init_from)
+            accuracy = self.evaluate(name, model_dir, data).get(VALIDATION, {}).get("accuracy", 0.0)
             if accuracy > best_accuracy:
                 best_accuracy, non_improving = accuracy, 0
             else:
@@ -224,7 +188,7 @@ class Loop:
             if loop.patience and non_improving >= loop.patience:
                 self.stopped = f"patience: no better validation accuracy for {non_improving} iteration(s)"
                 break
-            student_correct = self.sample(name, model_dir, data.train)
+            student_correct = self.sample(name, model_dir, data)
             previous = model_dir
 
     def baseline(self, method: str, data: Datasets, teacher: list[Solution], max_steps: int | None) -> None:
@@ -235,28 +199,23 @@ class Loop:
             self.stage(f"{name}/mix", lambda: ([path], {"train": {
                 "teacher_count": write_jsonl(path, records), "student_count": 0, "alpha": 1.0,
                 "strategy_counts": dict(sorted(Counter(r.strategy for r in records).items()))}}))
-        model_dir, _ = self.train(name, records, data.train, None, max_steps=max_steps)
-        self.evaluate(name, model_dir, data.eval_sets())
+        model_dir, _ = self.train(name, data, None, max_steps=max_steps)
+        self.evaluate(name, model_dir, data)
 
     def execute(self) -> Path:
-        from siked.grading import Grader
-        from siked.sandbox import SandboxPool
-
         data = self.datasets()
-        teacher = self.teacher(data.train)
+        teacher = self.teacher(data)
         loop = self.config.loop
-        with SandboxPool.from_config(self.config.sandbox) as sandbox:
-            self.grader = Grader.from_config(self.config, sandbox)
-            if loop.method == "siked":
-                self.iterate(data, teacher)
-            else:
-                self.baseline(loop.method, data, teacher, None)
-            budget = self.total_steps()
-            for method in loop.baselines:
-                if method != loop.method:
-                    self.baseline(method, data, teacher, budget)
-            if loop.routing:
-                self.route(data)
+        if loop.method == "siked":
+            self.iterate(data, teacher)
+        else:
+            self.baseline(loop.method, data, teacher, None)
+        budget = self.total_steps()
+        for method in loop.baselines:
+            if method != loop.method:
+                self.baseline(method, data, teacher, budget)
+        if loop.routing:
+            self.route(data)
         metrics = self.metrics()
         write_json(self.path("metrics.json"), metrics)
         if loop.report:
@@ -270,22 +229,9 @@ class Loop:
         best = self.best_iteration()
         if best is None:
             return
-        model_dir = self.path(best, "model")
-
-        def run_routing() -> tuple[list[Path], dict[str, Any]]:
-            from siked.strategies import strategy_names
-
-            table = {}
-            with open_student(model_dir, self.config) as student:
-                for key, problems in data.evaluation.items():
-                    forced = {name: self.generate_and_grade(student, problems, greedy=True, mode=name)[1]
-                              for name in strategy_names()}
-                    table[key] = routing(problems, forced)
-            path = self.path("routing.json")
-            write_json(path, table)
-            return [path], {"model": best}
-
-        self.stage("routing", run_routing)
+        sets = {key: str(data.paths[key]) for key in data.evaluation}
+        self.heavy("routing", "route", {"model": str(self.path(best, "model")), "model_name": best, "sets": sets,
+                                        "out": str(self.path("routing.json"))})
 
     # -- metrics --------------------------------------------------------------------------
 

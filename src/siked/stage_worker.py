@@ -75,7 +75,7 @@ def train_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tupl
     result = train_student([(by_id[r.problem_id], r) for r in records], config, args["out_dir"],
                            previous=args.get("previous"), max_steps=args.get("max_steps"), console=console)
     info = {"examples": len(records), "steps": result.steps, "train_loss": result.train_loss,
-            "tokens_per_s": result.tokens_per_s}
+            "tokens_per_s": result.tokens_per_s, "processes": result.processes}
     return [str(args["out_dir"])], info
 
 

@@ -86,6 +86,8 @@ class TrainResult:
     examples: int = 0
     resumed_from: str | None = None
     """The checkpoint this run resumed from, if any."""
+    processes: int = 1
+    """Training processes (more than one under `accelerate launch` / torchrun)."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -453,6 +455,7 @@ def _finish(
         peak_memory_mb=_peak_memory_mb(),
         examples=examples,
         resumed_from=resumed_from,
+        processes=trainer.args.world_size,
     )
     if is_main_process():
         trainer.processing_class.save_pretrained(str(weights_dir))

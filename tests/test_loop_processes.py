@@ -82,7 +82,9 @@ def test_a_killed_stage_child_loses_only_its_stage_which_reruns_on_resume(model_
     import psutil
 
     out = tmp_path / "run"
-    loop = subprocess.Popen(cli_run(out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    console = tmp_path / "console.txt"
+    with console.open("w") as sink:
+        loop = subprocess.Popen(cli_run(out), stdout=subprocess.DEVNULL, stderr=sink)
     try:
         deadline = time.monotonic() + 600
         worker = None
@@ -94,13 +96,13 @@ def test_a_killed_stage_child_loses_only_its_stage_which_reruns_on_resume(model_
         assert worker is not None, "the training stage's child never started"
         time.sleep(3)  # let it load the model: its memory is what it takes with it
         os.kill(worker.pid, signal.SIGKILL)
-        _, stderr = loop.communicate(timeout=120)
+        loop.wait(timeout=120)
     finally:
         if loop.poll() is None:
             loop.kill()
             loop.wait()
     assert loop.returncode == 2
-    assert "error: stage iter1/train was killed by SIGKILL (out of memory?)" in stderr
+    assert "error: stage iter1/train was killed by SIGKILL (out of memory?)" in console.read_text()
     before = done_stages(out)
     assert {"data", "teacher", "iter1/mix"} <= set(before) and "iter1/train" not in before
 

@@ -163,3 +163,10 @@ def test_a_run_resumes_with_stages_in_process_or_another_port_but_not_other_trai
     RunDir.open(load_config(None, [out, "loop.stage_processes=false", "train.launcher.main_process_port=29333"]))
     with pytest.raises(RunDirError, match="train.launcher.num_processes: run has 1, now 2"):
         RunDir.open(load_config(None, [out, "train.launcher.num_processes=2"]))
+
+
+def test_the_workers_own_one_line_error_is_quoted_without_its_prefix(tmp_path: Path) -> None:
+    bad = tmp_path / REQUEST
+    bad.write_text(json.dumps({"stage": "x", "kind": "nope", "config": {}, "args": {}}))
+    with pytest.raises(StageError, match=r"^stage x failed \(exit status 2\): stage x: unknown kind 'nope'"):
+        run_child([sys.executable, "-m", "siked.stage_worker", str(bad)], "x", tmp_path / LOG, io.StringIO())

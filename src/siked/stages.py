@@ -109,7 +109,8 @@ def last_line(log: Path) -> str:
     except OSError:
         return ""
     lines = [ANSI.sub("", line).strip() for line in tail.splitlines()]
-    return next((line for line in reversed(lines) if line), "")
+    line = next((line for line in reversed(lines) if line), "")
+    return line.removeprefix("error: ")  # the worker's own one-line errors
 
 
 def failure_message(stage: str, returncode: int, log: Path) -> str:

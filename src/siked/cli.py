@@ -286,11 +286,12 @@ def run(
     """
     from siked.loop import run as run_loop
     from siked.rundir import RunDirError
+    from siked.tracking import TrackingError
 
     cfg = config_from(config, (overrides or []) + ([f"out={out}"] if out else []))
     try:
         run_dir = run_loop(cfg, console)
-    except RunDirError as exc:
+    except (RunDirError, TrackingError) as exc:
         fail(str(exc))
         raise
     typer.echo(run_dir)

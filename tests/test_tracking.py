@@ -1,0 +1,142 @@
+"""Experiment tracking: the loop's metrics and the trainer's logs reach TensorBoard and W&B files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from siked.config import ConfigError, load_config
+from siked.tracking import Tracker, TrackingError, check_installed, iteration_scalars
+
+ENTRY = {
+    "iteration": 2,
+    "train": {"teacher_count": 6, "student_count": 2, "alpha": 0.75, "steps": 2, "train_loss": 1.5,
+              "strategy_counts": {"cot": 4, "pot": 4}},
+    "eval": {"validation": {"accuracy": 0.5, "strategy_distribution": {"cot": 0.5, "pot": 0.5}},
+             "gsm_symbolic:test": {"accuracy": 0.25, "strategy_distribution": {"cot": 1.0}}},
+    "student": {"samples": 8, "correct": 3, "questions": 4, "solved_questions": 1, "strategy_counts": {"pot": 8}},
+    "kl_train_student": 0.1,
+}
+
+
+def event_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(log_dir))
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def test_iteration_scalars_flatten_every_loop_metric():
+    scalars = iteration_scalars(ENTRY, {"cost": 0.25, "prompt_tokens": 100, "completion_tokens": None})
+    assert scalars["eval/validation/accuracy"] == 0.5
+    assert scalars["eval/gsm_symbolic:test/accuracy"] == 0.25
+    assert scalars["eval/validation/choice/pot"] == 0.5
+    assert scalars["mix/alpha"] == 0.75
+    assert scalars["mix/share/cot"] == 0.5
+    assert scalars["student/solved_share"] == 0.25
+    assert scalars["student/choice/pot"] == 1.0
+    assert scalars["kl_train_student"] == 0.1
+    assert scalars["teacher/cost"] == 0.25 and scalars["teacher/prompt_tokens"] == 100
+    assert "teacher/completion_tokens" not in scalars  # unknown cost/tokens are left out, not zero
+
+
+def test_report_to_field_accepts_one_name_and_refuses_none_with_a_tracker():
+    assert load_config(None, ["tracking.report_to=tensorboard"]).tracking.report_to == ["tensorboard"]
+    assert load_config(None, []).tracking.report_to == ["none"]
+    with pytest.raises(ConfigError, match="tracking.report_to"):
+        load_config(None, ["tracking.report_to=[none, wandb]"])
+    with pytest.raises(ConfigError, match="tracking.report_to"):
+        load_config(None, ["tracking.report_to=[mlflow]"])
+
+
+def test_missing_tracker_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb now raises ImportError
+    with pytest.raises(TrackingError) as info:
+        check_installed(["tensorboard", "wandb"])
+    assert str(info.value) == "tracking.report_to: wandb is not installed; install the extra: pip install 'siked[tracking]'"
+    # the loop refuses before any work: no run directory is made
+    from siked.loop import run
+
+    config = load_config(None, [f"out={tmp_path / 'run'}", "tracking.report_to=[wandb]"])
+    with pytest.raises(TrackingError, match=r"siked\[tracking\]"):
+        run(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_tracker_cli_error(tmp_path: Path):
+    script = (
+        "import sys; sys.modules['wandb'] = None\n"
+        "from siked.cli import app\n"
+        f"app(['run', '--out', {str(tmp_path / 'run')!r}, '--set', 'tracking.report_to=[wandb]'])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: tracking.report_to: wandb is not installed; install the extra: pip install 'siked[tracking]'"
+    )
+
+
+def test_loop_metrics_read_back_with_tensorboard(tmp_path: Path):
+    pytest.importorskip("tensorboard", reason="the tracking extra is not installed")
+    tracker = Tracker(["tensorboard"], "siked", tmp_path / "run")
+    tracker.log(1, {"eval/validation/accuracy": 0.25, "mix/alpha": 1.0})
+    tracker.log(2, iteration_scalars(ENTRY, {}))
+    tracker.close()
+    scalars = event_scalars(tmp_path / "run" / "tracking" / "loop")
+    assert scalars["eval/validation/accuracy"] == [(1, 0.25), (2, 0.5)]
+    assert scalars["mix/alpha"] == [(1, 1.0), (2, 0.75)]
+    assert scalars["student/solved_share"] == [(2, 0.25)]
+
+
+def wandb_records(run_file: Path) -> list[bytes]:
+    """The records of a W&B run file: a 7-byte header, then 32 KiB blocks of chunks, each chunk
+    a 7-byte header (CRC32, little-endian length, type: 1 full, 2 first, 3 middle, 4 last)."""
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B"
+    records, pending, position, block = [], b"", 7, 32768
+    while position + 7 <= len(data):
+        if block - position % block < 7:  # a block's tail too short for a header is padding
+            position += block - position % block
+            continue
+        length, kind = int.from_bytes(data[position + 4:position + 6], "little"), data[position + 6]
+        chunk = data[position + 7:position + 7 + length]
+        position += 7 + length
+        if kind == 0 and length == 0:
+            continue
+        pending = chunk if kind in (1, 2) else pending + chunk
+        if kind in (1, 4):
+            records.append(pending)
+    return records
+
+
+def wandb_history(run_file: Path) -> list[dict]:
+    """The `history` rows of an offline W&B run file, parsed with wandb's own protobuf schema."""
+    from wandb.proto import wandb_internal_pb2
+
+    rows = []
+    for data in wandb_records(run_file):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(data)
+        if record.WhichOneof("record_type") == "history":
+            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                         for item in record.history.item})
+    return rows
+
+
+def test_loop_metrics_in_wandb_offline_run_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    pytest.importorskip("wandb", reason="the tracking extra is not installed")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    tracker = Tracker(["wandb"], "siked-test", tmp_path / "myrun")
+    tracker.log(1, {"eval/validation/accuracy": 0.25})
+    tracker.log(2, {"eval/validation/accuracy": 0.5})
+    tracker.close()
+    run_files = list((tmp_path / "myrun" / "tracking" / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(run_files) == 1
+    rows = wandb_history(run_files[0])
+    assert [(r["iteration"], r["eval/validation/accuracy"]) for r in rows] == [(1, 0.25), (2, 0.5)]

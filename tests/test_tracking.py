@@ -140,3 +140,46 @@ def test_loop_metrics_in_wandb_offline_run_files(tmp_path: Path, monkeypatch: py
     assert len(run_files) == 1
     rows = wandb_history(run_files[0])
     assert [(r["iteration"], r["eval/validation/accuracy"]) for r in rows] == [(1, 0.25), (2, 0.5)]
+
+
+def wandb_runs(root: Path) -> dict[str, tuple[str, list[dict]]]:
+    """display name -> (group, history rows) of every offline W&B run under `root`."""
+    from wandb.proto import wandb_internal_pb2
+
+    runs = {}
+    for run_file in root.glob("offline-run-*/run-*.wandb"):
+        name = group = ""
+        for data in wandb_records(run_file):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(data)
+            if record.WhichOneof("record_type") == "run":
+                name, group = record.run.display_name, record.run.run_group
+        runs[name] = (group, wandb_history(run_file))
+    return runs
+
+
+@pytest.mark.slow
+def test_tiny_run_reports_trainer_logs_and_loop_metrics(tiny_run: Path):
+    tracking = tiny_run / "tracking"
+    for stage in ("iter1", "iter2"):  # the trainer's own per-step logs, one log dir per stage
+        trainer = event_scalars(tracking / stage)
+        assert [step for step, _ in trainer["train/loss"]] == [1, 2]
+    loop = event_scalars(tracking / "loop")
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    for entry in metrics["iterations"]:
+        step = entry["iteration"]
+        for key, summary in entry["eval"].items():
+            assert (step, pytest.approx(summary["accuracy"])) in loop[f"eval/{key}/accuracy"]
+        assert (step, pytest.approx(entry["train"]["alpha"])) in loop["mix/alpha"]
+        assert (step, pytest.approx(entry["kl_train_student"], abs=1e-6)) in loop["kl_train_student"]
+    student = metrics["iterations"][0]["student"]
+    assert loop["student/solved_share"] == [(1, pytest.approx(student["solved_questions"] / student["questions"]))]
+    if not (tracking / "wandb").is_dir():
+        pytest.skip("wandb is not installed: only TensorBoard was checked")
+    runs = wandb_runs(tracking / "wandb")
+    assert set(runs) == {"run/iter1", "run/iter2", "run/loop"}
+    assert {group for group, _ in runs.values()} == {"run"}  # grouped under the siked run
+    assert [row["train/loss"] is not None for row in runs["run/iter1"][1] if "train/loss" in row] == [True, True]
+    accuracy = [(r["iteration"], r["eval/validation/accuracy"]) for r in runs["run/loop"][1]
+                if "eval/validation/accuracy" in r]
+    assert [step for step, _ in accuracy] == [1, 1, 2]  # after iteration 1's eval, its sampling, iteration 2's eval

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -183,3 +184,28 @@ def test_tiny_run_reports_trainer_logs_and_loop_metrics(tiny_run: Path):
     accuracy = [(r["iteration"], r["eval/validation/accuracy"]) for r in runs["run/loop"][1]
                 if "eval/validation/accuracy" in r]
     assert [step for step, _ in accuracy] == [1, 1, 2]  # after iteration 1's eval, its sampling, iteration 2's eval
+
+
+TRACKIO_SCRIPT = """
+import json, sys
+from pathlib import Path
+from siked.tracking import Tracker
+from trackio.sqlite_storage import SQLiteStorage
+
+tracker = Tracker(["trackio"], "siked-test", Path(sys.argv[1]))
+tracker.log(1, {"eval/validation/accuracy": 0.25})
+tracker.log(2, {"eval/validation/accuracy": 0.5})
+tracker.close()
+logs = SQLiteStorage.get_logs("siked-test", "myrun/loop")
+print(json.dumps([(row["step"], row["eval/validation/accuracy"]) for row in logs]))
+"""
+
+
+def test_loop_metrics_in_trackio_local_store(tmp_path: Path):
+    pytest.importorskip("trackio", reason="the tracking extra is not installed")
+    env = {**os.environ, "TRACKIO_DIR": str(tmp_path / "trackio")}  # read at import: a process of its own
+    result = subprocess.run([sys.executable, "-c", TRACKIO_SCRIPT, str(tmp_path / "myrun")], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [[1, 0.25], [2, 0.5]]
+    assert list((tmp_path / "trackio").glob("*.db"))

@@ -34,25 +34,24 @@ class ModelExport:
 
 def choose_iteration(artifacts: RunArtifacts, iteration: str) -> tuple[str, dict[str, Any]]:
     """(stage name, its metrics entry) for `best` or an iteration number."""
-    metrics = artifacts.metrics
-    entries = metrics.get("iterations", [])
-    if iteration == "best":
-        best = metrics.get("best_model")
-        if not best:
-            raise ExportError(f"{artifacts.path / 'metrics.json'}: no best iteration (no validation accuracy yet)")
-        name = best.removesuffix("/model")
-        index = metrics.get("best_iteration") or 1
-    else:
-        if not iteration.isdigit() or not 1 <= int(iteration) <= len(entries):
-            raise ExportError(f"--iteration {iteration!r}: expected best or 1..{len(entries)} (the run's iterations)")
-        index = int(iteration)
-        name = f"iter{index}" if metrics.get("run", {}).get("method", "siked") == "siked" else \
-            metrics["best_model"].removesuffix("/model")
     from siked.student.train import is_trained
 
+    metrics = artifacts.metrics
+    entries = metrics.get("iterations", [])
+    method = metrics.get("run", {}).get("method", "siked")
+    names = [f"iter{i}" for i in range(1, len(entries) + 1)] if method == "siked" else [f"baselines/{method}"]
+    if iteration == "best":
+        index = metrics.get("best_iteration")
+        if not index:
+            raise ExportError(f"{artifacts.path / 'metrics.json'}: no best iteration (no validation accuracy yet)")
+    elif iteration.isdigit() and 1 <= int(iteration) <= len(names):
+        index = int(iteration)
+    else:
+        raise ExportError(f"--iteration {iteration!r}: expected best or 1..{len(names)} (the run's iterations)")
+    name = names[index - 1]
     if not is_trained(artifacts.path / name / "model"):
         raise ExportError(f"{artifacts.path / name / 'model'} holds no finished training run")
-    return name, entries[index - 1] if index - 1 < len(entries) else {}
+    return name, entries[index - 1]
 
 
 def export_model(run_dir: Path | str, out: Path | str, iteration: str = "best", merge: bool = False) -> ModelExport:

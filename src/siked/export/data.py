@@ -34,10 +34,12 @@ class DataExport:
     seconds: float = 0.0
 
 
-def row(solution: Solution, artifacts: RunArtifacts, verdict: Verdict | None, iteration: int | None) -> dict[str, Any]:
+def row(solution: Solution, artifacts: RunArtifacts, verdict: Verdict | None, iteration: int | None,
+        where: str) -> dict[str, Any]:
     problem = artifacts.problems.get(solution.problem_id)
     if problem is None:
-        raise ExportError(f"{artifacts.path}: solution for problem {solution.problem_id!r}, which is not in data/")
+        raise ExportError(f"{artifacts.path / where}: problem {solution.problem_id!r} is not among the "
+                          f"run's questions ({artifacts.path / 'data'})")
     style = artifacts.config.student.prompt_style
     # The chat style renders the user turn with the student's chat template; `messages` holds it unrendered.
     prompt = student_prompt(problem.question) if style == "alpaca" else user_turn(problem.question)
@@ -95,17 +97,21 @@ def export_tables(artifacts: RunArtifacts) -> dict[str, list[dict[str, Any]]]:
     if not kept:
         raise ExportError(f"{artifacts.path / 'teacher' / 'teacher.jsonl'} holds no kept teacher solutions")
     key = lambda s: (s.problem_id, s.strategy, s.sample_index)  # noqa: E731
-    tables = {"teacher/train.parquet": [row(s, artifacts, by_key.get(key(s)), None) for s in kept]}
+    tables = {"teacher/train.parquet": [row(s, artifacts, by_key.get(key(s)), None, f"teacher/teacher.jsonl row {i}")
+                                        for i, s in enumerate(kept, 1)]}
     if samples:
-        tables["teacher_samples/train.parquet"] = [row(s, artifacts, by_key[key(s)], None) for s in samples]
+        tables["teacher_samples/train.parquet"] = [
+            row(s, artifacts, by_key[key(s)], None, f"teacher/teacher_samples.jsonl row {i}")
+            for i, s in enumerate(samples, 1)]
     sampled = student_verdicts(artifacts)
     for name in artifacts.iterations():
         number = int(name[4:])
         previous = sampled.get(f"iter{number - 1}", {})
         mixed = artifacts.records(f"{name}/train.jsonl", Solution)
         tables[f"mix/{name}.parquet"] = [
-            row(s, artifacts, (previous if s.origin.startswith("student") else by_key).get(key(s)), number)
-            for s in mixed
+            row(s, artifacts, (previous if s.origin.startswith("student") else by_key).get(key(s)), number,
+                f"{name}/train.jsonl row {i}")
+            for i, s in enumerate(mixed, 1)
         ]
     return tables
 

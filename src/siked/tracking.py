@@ -100,8 +100,10 @@ class Tracker:
         """TrainingArguments fields for one training stage (`report_to`, run and project names)."""
         if not self.report_to:
             return {"report_to": "none"}
-        return {"report_to": list(self.report_to), "run_name": f"{self.name}/{stage_key(stage)}",
-                "project": self.project}
+        args: dict[str, Any] = {"report_to": list(self.report_to), "run_name": f"{self.name}/{stage_key(stage)}"}
+        if "trackio" in self.report_to:  # a TrainingArguments field only since Trackio's integration
+            args["project"] = self.project
+        return args
 
     @contextmanager
     def training(self, stage: str) -> Iterator[dict[str, Any]]:

@@ -209,3 +209,20 @@ def test_loop_metrics_in_trackio_local_store(tmp_path: Path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [[1, 0.25], [2, 0.5]]
     assert list((tmp_path / "trackio").glob("*.db"))
+
+
+def test_training_stage_gets_its_own_log_dir_and_run_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    pytest.importorskip("tensorboard", reason="the tracking extra is not installed")
+    from siked.config import TrainConfig
+    from siked.student.train import sft_config
+
+    monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
+    tracker = Tracker(["tensorboard"], "siked", tmp_path / "myrun")
+    with tracker.training("baselines/combined") as trainer_args:
+        assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "myrun" / "tracking" / "baselines-combined")
+        args = sft_config(tmp_path / "model", TrainConfig(), **trainer_args)
+        assert args.report_to == ["tensorboard"] and args.run_name == "myrun/baselines-combined"
+    assert "TENSORBOARD_LOGGING_DIR" not in os.environ  # restored after the stage
+    untracked = Tracker(["none"], "siked", tmp_path / "other")
+    with untracked.training("iter1") as trainer_args:
+        assert sft_config(tmp_path / "model", TrainConfig(), **trainer_args).report_to == []

@@ -131,31 +131,39 @@ def wandb_history(run_file: Path) -> list[dict]:
 
 def test_loop_metrics_in_wandb_offline_run_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     pytest.importorskip("wandb", reason="the tracking extra is not installed")
+    import wandb
+
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     tracker = Tracker(["wandb"], "siked-test", tmp_path / "myrun")
-    tracker.log(1, {"eval/validation/accuracy": 0.25})
-    tracker.log(2, {"eval/validation/accuracy": 0.5})
+    for iteration in (1, 2):  # what the loop does: a training stage, then the iteration's metrics
+        with tracker.training(f"iter{iteration}"):
+            assert wandb.run is not None and wandb.run.name == f"myrun/iter{iteration}"
+            wandb.log({"train/loss": 3.0 - iteration})  # what the transformers callback does
+        assert wandb.run is None
+        tracker.log(iteration, {"eval/validation/accuracy": iteration / 4})
     tracker.close()
-    run_files = list((tmp_path / "myrun" / "tracking" / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(run_files) == 1
-    rows = wandb_history(run_files[0])
-    assert [(r["iteration"], r["eval/validation/accuracy"]) for r in rows] == [(1, 0.25), (2, 0.5)]
+    runs = wandb_runs(tmp_path / "myrun" / "tracking" / "wandb")
+    assert set(runs) == {"myrun/iter1", "myrun/iter2", "myrun/loop"}
+    assert {group for group, _ in runs.values()} == {"myrun"}
+    assert [r["train/loss"] for r in runs["myrun/iter2"][1]] == [1.0]
+    assert [(r["iteration"], r["eval/validation/accuracy"]) for r in runs["myrun/loop"][1]] == [(1, 0.25), (2, 0.5)]
 
 
 def wandb_runs(root: Path) -> dict[str, tuple[str, list[dict]]]:
-    """display name -> (group, history rows) of every offline W&B run under `root`."""
+    """display name -> (group, history rows) of the offline W&B runs under `root`; a run resumed
+    offline has one folder per opening, read in order."""
     from wandb.proto import wandb_internal_pb2
 
-    runs = {}
-    for run_file in root.glob("offline-run-*/run-*.wandb"):
+    runs: dict[str, tuple[str, list[dict]]] = {}
+    for run_file in sorted(root.glob("offline-run-*/run-*.wandb"), key=lambda p: (p.stat().st_mtime, p.name)):
         name = group = ""
         for data in wandb_records(run_file):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(data)
             if record.WhichOneof("record_type") == "run":
                 name, group = record.run.display_name, record.run.run_group
-        runs[name] = (group, wandb_history(run_file))
+        runs[name] = (group, runs.get(name, ("", []))[1] + wandb_history(run_file))
     return runs
 
 

@@ -91,6 +91,8 @@ class Tracker:
         self.name = self.run_dir.resolve().name
         self._tensorboard: Any = None
         self._wandb: Any = None
+        self._wandb_id: str | None = None
+        """The loop's W&B run, kept across its closings around each training stage."""
 
     @property
     def root(self) -> Path:
@@ -107,29 +109,34 @@ class Tracker:
 
     @contextmanager
     def training(self, stage: str) -> Iterator[dict[str, Any]]:
-        """Around one training stage: the environment the transformers callbacks read, then the
-        stage's W&B run finished (the callback leaves it open)."""
-        env = {}
+        """Around one training stage: the log directory the TensorBoard callback reads, and the
+        stage's own W&B run, made here (the callback logs into an open run) and finished after."""
+        saved = os.environ.get("TENSORBOARD_LOGGING_DIR")
         if "tensorboard" in self.report_to:
-            env["TENSORBOARD_LOGGING_DIR"] = str(self.root / stage_key(stage))
+            os.environ["TENSORBOARD_LOGGING_DIR"] = str(self.root / stage_key(stage))
         if "wandb" in self.report_to:
-            (self.root / "wandb").mkdir(parents=True, exist_ok=True)
-            env.update(WANDB_PROJECT=self.project, WANDB_RUN_GROUP=self.name, WANDB_DIR=str(self.root))
-        saved = {key: os.environ.get(key) for key in env}
-        os.environ.update(env)
+            # The transformers callback logs into the global run: the loop's run is closed meanwhile
+            # (and resumed at its next log), so that the stage's run is the only one open.
+            self._close_wandb()
+            self._wandb_init(f"{self.name}/{stage_key(stage)}", job_type="train")
         try:
             yield self.trainer_args(stage)
         finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            if saved is None:
+                os.environ.pop("TENSORBOARD_LOGGING_DIR", None)
+            else:
+                os.environ["TENSORBOARD_LOGGING_DIR"] = saved
             if "wandb" in self.report_to:
                 import wandb
 
                 if wandb.run is not None:
                     wandb.finish()
+
+    def _wandb_init(self, name: str, **kwargs: Any) -> Any:
+        import wandb
+
+        (self.root / "wandb").mkdir(parents=True, exist_ok=True)
+        return wandb.init(project=self.project, group=self.name, name=name, dir=str(self.root), **kwargs)
 
     def log(self, iteration: int, scalars: Mapping[str, float]) -> None:
         """Send one iteration's metrics to every configured tracker."""
@@ -152,13 +159,9 @@ class Tracker:
         self._tensorboard.flush()
 
     def _log_wandb(self, iteration: int, scalars: Mapping[str, float]) -> None:
-        import wandb
-
         if self._wandb is None:
-            (self.root / "wandb").mkdir(parents=True, exist_ok=True)
-            # create_new: a run of its own, beside the trainer's global one of each stage.
-            self._wandb = wandb.init(project=self.project, group=self.name, name=f"{self.name}/loop",
-                                     dir=str(self.root), job_type="loop", reinit="create_new")
+            self._wandb = self._wandb_init(f"{self.name}/loop", job_type="loop", id=self._wandb_id, resume="allow")
+            self._wandb_id = self._wandb.id
             self._wandb.define_metric("iteration")
             self._wandb.define_metric("*", step_metric="iteration")
         self._wandb.log({"iteration": iteration, **scalars})
@@ -176,6 +179,9 @@ class Tracker:
         if self._tensorboard is not None:
             self._tensorboard.close()
             self._tensorboard = None
+        self._close_wandb()
+
+    def _close_wandb(self) -> None:
         if self._wandb is not None:
             self._wandb.finish()
             self._wandb = None

@@ -1,7 +1,7 @@
 """A local stand-in of the Hugging Face Hub's upload API on 127.0.0.1, for push tests.
 
 It answers what `HfApi.create_repo` and the plain (non-Xet) `upload_folder` send: repo creation,
-the preupload check (every file goes inline, "regular"), and the NDJSON commit, whose files it
+the README metadata check, the preupload check (every file goes inline, "regular"), and the NDJSON commit, whose files it
 keeps in memory. Run clients with HF_ENDPOINT at `url` and HF_HUB_DISABLE_XET=1.
 """
 
@@ -15,12 +15,16 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import yaml
+
 PREFIX = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 
 
 class HubStandIn:
     def __init__(self) -> None:
         self.repos: dict[tuple[str, str], dict[str, bytes]] = {}
+        self.cards: list[dict] = []
+        """The README metadata blocks it validated."""
         self.requests: list[tuple[str, str, str | None]] = []
         """(method, path, Authorization header) of every request."""
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -56,6 +60,8 @@ class HubStandIn:
                 path = self.path.split("?")[0]
                 if path == "/api/repos/create":
                     return self.create(json.loads(body))
+                if path == "/api/validate-yaml":  # the README's metadata must be a YAML mapping
+                    return self.validate(json.loads(body)["content"])
                 match = re.fullmatch(r"/api/(model|dataset|space)s/([^/]+/[^/]+)/(preupload|commit)/([^/]+)", path)
                 if not match or (match[1], match[2]) not in hub.repos:
                     return self.reply(404, {"error": f"no route or repo for {path}"})
@@ -64,6 +70,14 @@ class HubStandIn:
                     return self.reply(200, {"files": [{"path": f["path"], "uploadMode": "regular",
                                                        "shouldIgnore": False} for f in files]})
                 return self.commit(match[1], match[2], body)
+
+            def validate(self, content: str) -> None:
+                parts = content.split("---\n", 2)
+                metadata = yaml.safe_load(parts[1]) if content.startswith("---\n") and len(parts) == 3 else None
+                if not isinstance(metadata, dict):
+                    return self.reply(400, {"errors": [{"message": "README.md has no YAML metadata block"}]})
+                hub.cards.append(metadata)
+                self.reply(200, {"errors": [], "warnings": []})
 
             def create(self, request: dict) -> None:
                 kind = request.get("type") or "model"

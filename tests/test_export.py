@@ -85,6 +85,7 @@ def test_export_data_pushes_to_a_local_hub(tiny_run: Path, tmp_path: Path):
         local = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
         assert files == local and "teacher/train.parquet" in files
         assert {auth for _, _, auth in hub.requests} == {"Bearer hf_standin"}
+        assert hub.cards and all(card["configs"][0]["config_name"] == "teacher" for card in hub.cards)
 
 
 def test_export_bad_inputs_are_one_line_errors(tiny_run: Path, data_export: Path, tmp_path: Path):

@@ -499,7 +499,7 @@ def push_export(folder: Path, repo: str | None, repo_type: str) -> None:
         url = push_folder(folder, repo, repo_type)  # type: ignore[arg-type]
     except ExportError as exc:
         fail(str(exc))
-    console.print(f"pushed to {url}")
+    console.print(f"pushed to {url}", soft_wrap=True)
 
 
 @export_app.command("data")
@@ -513,7 +513,7 @@ def export_data_command(run_dir: RunDirArg, out: OutOption, push_to_hub: PushOpt
         fail(str(exc))
         raise
     rows = ", ".join(f"{path} {count}" for path, count in result.rows.items())
-    console.print(f"exported {rows} rows in {result.seconds:.1f} s")
+    console.print(f"exported {rows} rows in {result.seconds:.1f} s", soft_wrap=True)
     push_export(result.out, push_to_hub, "dataset")
     typer.echo(result.out)
 
@@ -535,7 +535,7 @@ def export_model_command(
     except (ExportError, ModelError) as exc:
         fail(str(exc))
         raise
-    console.print(f"exported {result.iteration} ({result.kind}) in {result.seconds:.1f} s")
+    console.print(f"exported {result.iteration} ({result.kind}) in {result.seconds:.1f} s", soft_wrap=True)
     push_export(result.out, push_to_hub, "model")
     typer.echo(result.out)
 

@@ -27,6 +27,7 @@ from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, now
 from siked.stages import StageRequest, run_stage
 from siked.student.models import release_freed_memory
+from siked.tracking import Tracker, iteration_scalars
 
 VALIDATION = "validation"
 
@@ -58,6 +59,7 @@ class Loop:
     def __init__(self, config: SikedConfig, console: Console | None = None):
         self.config = config
         self.console = console or Console(stderr=True)
+        self.tracker = Tracker(config.tracking.report_to, config.tracking.project, Path(config.out))
         self.run = RunDir.open(config)
         (self.run.path / "config.yaml").write_text(dump_config(config), encoding="utf-8")
         self.stopped: str | None = None
@@ -76,6 +78,7 @@ class Loop:
         info["seconds"] = round(time.monotonic() - started, 2)
         self.run.finish(name, outputs, info)
         release_freed_memory()
+        self.track(name)
         return info
 
     def heavy(self, name: str, kind: str, args: dict[str, Any], launcher: Any = None) -> dict[str, Any]:
@@ -92,6 +95,16 @@ class Loop:
             return [Path(p) for p in outputs], info
 
         return self.stage(name, body)
+
+    def track(self, stage: str) -> None:
+        """Send an iteration's metrics to the trackers once its evaluation (or sampling) is done."""
+        name, _, step = stage.rpartition("/")
+        names = self.iteration_names()
+        if not self.tracker.report_to or step not in ("eval", "sample") or name not in names:
+            return
+        metrics = self.metrics()
+        index = names.index(name)
+        self.tracker.log(index + 1, iteration_scalars(metrics["iterations"][index], metrics["teacher"]))
 
     def path(self, *parts: str) -> Path:
         return self.run.stage_path(*parts)
@@ -134,9 +147,14 @@ class Loop:
               max_steps: int | None = None) -> tuple[Path, dict[str, Any]]:
         """Train on `name`/train.jsonl (the mix) under `train.launcher`."""
         model_dir = self.path(name, "model")
+        stage = f"{name}/train"
+        if self.run.is_done(stage):
+            return model_dir, self.run.info(stage)
         args = {"data": str(self.path(name, "train.jsonl")), "questions": str(data.paths["train"]),
                 "out_dir": str(model_dir), "previous": str(previous) if previous else None, "max_steps": max_steps}
-        info = self.heavy(f"{name}/train", "train", args, launcher=self.config.train.launcher)
+        with self.tracker.training(name, child_process=self.config.loop.stage_processes) as trainer_args:
+            info = self.heavy(stage, "train", {**args, "trainer_args": trainer_args},
+                              launcher=self.config.train.launcher)
         return model_dir, info
 
     def evaluate(self, name: str, model_dir: Path, data: Datasets) -> dict[str, Any]:
@@ -203,6 +221,12 @@ class Loop:
         self.evaluate(name, model_dir, data)
 
     def execute(self) -> Path:
+        try:
+            return self.execute_stages()
+        finally:
+            self.tracker.close()
+
+    def execute_stages(self) -> Path:
         data = self.datasets()
         teacher = self.teacher(data)
         loop = self.config.loop

@@ -32,12 +32,12 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-NOT_FINGERPRINTED = (("out",), ("loop", "stage_processes"), ("train", "launcher", "main_process_port"))
+NOT_FINGERPRINTED = (("out",), ("tracking",), ("loop", "stage_processes"), ("train", "launcher", "main_process_port"))
 """Fields that do not change results: a run may resume with them changed."""
 
 
 def config_fingerprint(config: SikedConfig) -> dict[str, Any]:
-    """The config fields that decide a run's results (the run directory and NOT_FINGERPRINTED excluded)."""
+    """The config fields that decide a run's results (the run directory, trackers and NOT_FINGERPRINTED excluded)."""
     data = config.model_dump(mode="json")
     for *sections, name in NOT_FINGERPRINTED:
         node = data

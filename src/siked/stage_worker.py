@@ -67,13 +67,15 @@ def teach_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tupl
 
 @stage_kind("train")
 def train_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], dict[str, Any]]:
-    """args: data (solutions JSONL), questions (problems JSONL), out_dir, previous, max_steps."""
+    """args: data (solutions JSONL), questions (problems JSONL), out_dir, previous, max_steps,
+    trainer_args (SFTConfig fields from the loop's tracking)."""
     from siked.student import train_student
 
     records = read_jsonl(args["data"], Solution)
     by_id = {p.id: p for p in read_jsonl(args["questions"], Problem)}
     result = train_student([(by_id[r.problem_id], r) for r in records], config, args["out_dir"],
-                           previous=args.get("previous"), max_steps=args.get("max_steps"), console=console)
+                           previous=args.get("previous"), max_steps=args.get("max_steps"), console=console,
+                           trainer_args=args.get("trainer_args"))
     info = {"examples": len(records), "steps": result.steps, "train_loss": result.train_loss,
             "tokens_per_s": result.tokens_per_s, "processes": result.processes}
     return [str(args["out_dir"])], info

@@ -234,3 +234,23 @@ def test_training_stage_gets_its_own_log_dir_and_run_name(tmp_path: Path, monkey
     untracked = Tracker(["none"], "siked", tmp_path / "other")
     with untracked.training("iter1") as trainer_args:
         assert sft_config(tmp_path / "model", TrainConfig(), **trainer_args).report_to == []
+
+
+def test_a_training_stage_in_a_child_process_gets_its_trackers_through_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """With stages as processes the loop opens no W&B run for the stage: the child's callback does,
+    from the WANDB_* variables it inherits (project, the siked run as group, files under tracking/)."""
+    wandb = pytest.importorskip("wandb", reason="the tracking extra is not installed")
+    for key in ("TENSORBOARD_LOGGING_DIR", "WANDB_PROJECT", "WANDB_RUN_GROUP", "WANDB_DIR", "WANDB_JOB_TYPE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("WANDB_PROJECT", "someone-elses")
+    tracker = Tracker(["tensorboard", "wandb"], "siked-test", tmp_path / "myrun")
+    with tracker.training("iter2", child_process=True) as trainer_args:
+        assert wandb.run is None
+        assert os.environ["WANDB_PROJECT"] == "siked-test" and os.environ["WANDB_RUN_GROUP"] == "myrun"
+        assert os.environ["WANDB_DIR"] == str(tmp_path / "myrun" / "tracking")
+        assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "myrun" / "tracking" / "iter2")
+        assert trainer_args["run_name"] == "myrun/iter2"
+    assert os.environ["WANDB_PROJECT"] == "someone-elses"  # restored after the stage
+    assert "WANDB_RUN_GROUP" not in os.environ and "TENSORBOARD_LOGGING_DIR" not in os.environ

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from siked.errors import SikedError
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -220,7 +222,7 @@ EMBEDDED_DEFAULT = Path(__file__).parent / "configs" / "embedded.yaml"
 A config file is read on top of the field defaults, which are the paper's settings."""
 
 
-class ConfigError(ValueError):
+class ConfigError(SikedError, ValueError):
     """A config file or override that cannot be used; the message names the file and field."""
 
 

@@ -26,6 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from siked.errors import SikedError
 from siked.evaluation import distribution_from_counts
 from siked.io import atomic_path
 
@@ -47,7 +48,7 @@ REFERENCE_NOTICE = (
 )
 
 
-class ReportError(ValueError):
+class ReportError(SikedError, ValueError):
     """A run directory whose metrics cannot be read; the message names the file (and the field)."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from siked.config import SikedConfig
+from siked.errors import SikedError
 from siked.io import write_json
 
 MANIFEST = "manifest.json"
@@ -26,7 +27,7 @@ MANIFEST_VERSION = 1
 TRACKED_LIBRARIES = ("siked", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "vllm")
 
 
-class RunDirError(RuntimeError):
+class RunDirError(SikedError, RuntimeError):
     """The run directory cannot be used as asked; the message says why and what to do."""
 
 

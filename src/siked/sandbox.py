@@ -69,6 +69,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from siked.errors import SikedError
+
 if TYPE_CHECKING:
     from siked.config import SandboxConfig
 
@@ -186,7 +188,7 @@ class ExecResult:
     seconds: float
 
 
-class SandboxError(RuntimeError):
+class SandboxError(SikedError, RuntimeError):
     """The sandbox itself failed (a worker that cannot start, a closed pool), not a program."""
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from siked import io as siked_io
+from siked.errors import SikedError
 
 
-class DataError(ValueError):
+class DataError(SikedError, ValueError):
     """A dataset that cannot be loaded; the message names the file and line, or the hub id."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from siked.errors import SikedError
 from siked.io import atomic_directory, atomic_path
 
 # PEFT and TRL still call a transformers 5 method that is deprecated in favour of a new name, when
@@ -29,7 +30,7 @@ MANIFEST = "siked_student.json"
 EMBEDDED_PREFIX = "embedded:"
 
 
-class ModelError(RuntimeError):
+class ModelError(SikedError, RuntimeError):
     """A model that cannot be found, converted or loaded; the message names it."""
 
 

@@ -10,3 +10,8 @@ from __future__ import annotations
 
 class SikedError(Exception):
     """Bad input or an unusable resource: a file, a row, a config value, a server, a model."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A library's (often multi-line) exception text on one line, for a `SikedError` message."""
+    return " ".join(str(exc).split())

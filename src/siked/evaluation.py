@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from siked.errors import SikedError
+from siked.errors import SikedError, one_line
 from siked.records import Problem, Solution, Verdict
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ def run_overview(run_dir: Path) -> dict:
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise EvaluationError(f"{path} cannot be read ({exc}); rerun `siked run` to rewrite it") from None
+        raise EvaluationError(f"{path} cannot be read ({one_line(exc)}); rerun `siked run` to rewrite it") from None
     rows = []
     for entry in metrics.get("iterations", []):
         train = entry.get("train", {})

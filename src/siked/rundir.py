@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from siked.config import SikedConfig
-from siked.errors import SikedError
+from siked.errors import SikedError, one_line
 from siked.io import write_json
 
 MANIFEST = "manifest.json"
@@ -209,7 +209,7 @@ class RunDir:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise RunDirError(
-                f"{manifest_path} is corrupt ({exc}); move it away to start a new run there, "
+                f"{manifest_path} is corrupt ({one_line(exc)}); move it away to start a new run there, "
                 f"or choose another --out"
             ) from None
         missing = [k for k in ("version", "config", "stages") if not isinstance(manifest, dict) or k not in manifest]

@@ -69,10 +69,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from siked.errors import SikedError
-
 if TYPE_CHECKING:
     from siked.config import SandboxConfig
+
+if __name__ == "__main__":
+    # The launcher runs this file as a script (`python -I`, which ignores PYTHONPATH): it must
+    # not need the siked package, and never raises SandboxError.
+    class SikedError(Exception):  # type: ignore[no-redef]
+        pass
+else:
+    from siked.errors import SikedError
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from siked.config import SikedConfig, StudentConfig, TrainConfig
-from siked.errors import SikedError
+from siked.errors import SikedError, one_line
 from siked.io import RecordError, atomic_directory, iter_jsonl, write_json
 from siked.records import Problem, Solution
 from siked.rundir import RunDirError, file_sha256
@@ -327,7 +327,7 @@ def prepare_model(start: str, train_cfg: TrainConfig) -> Any:
     try:
         model = AutoModelForCausalLM.from_pretrained(start, dtype="float32")
     except Exception as exc:
-        raise ModelError(f"cannot load model {start!r} for training: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(f"cannot load model {start!r} for training: {type(exc).__name__}: {one_line(exc)}") from exc
     if train_cfg.full_finetune:
         return model
     return get_peft_model(model, lora_config(train_cfg))
@@ -462,6 +462,8 @@ def train_student(
     out_dir.mkdir(parents=True, exist_ok=True)
     if default_device() == "cpu":
         keep_freed_memory()
+    if previous is not None and not Path(previous).is_dir():
+        raise ModelError(f"previous iteration {previous} is not a directory (give a `siked train` output directory)")
     fingerprint = train_fingerprint(examples, base_model or config.student.model, previous, train_cfg,
                                     config.student.prompt_style)
     check_resumable(out_dir, fingerprint)

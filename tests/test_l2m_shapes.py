@@ -91,3 +91,14 @@ def test_teach_stores_l2m_in_one_canonical_form(tmp_path):
         assert lines[0].startswith("Sub-question 1: ") and lines[-1].startswith("The answer is ")
         assert all(SUB_QUESTION_LINE.match(line) or SUB_ANSWER_LINE.match(line) for line in lines[:-1])
         assert grader.grade(by_id[row["problem_id"]], "l2m", row["solution"]).correct
+
+
+def test_an_unanswered_step_is_tolerated_and_dropped_from_the_canonical_form():
+    text = ("Sub-question 1: How many eggs are left?\nAnswer to Sub-question 1: 16 - 7 = 9 eggs.\n"
+            "Sub-question 2: How many eggs are left?\nAnswer to Sub-question 2:\n"
+            "Sub-question 3: How much does she make?\nAnswer to Sub-question 3: 9 * 2 = $18.\nThe answer is 18.")
+    assert L2M.invalid_reason(text) is None
+    canonical = L2M.canonical(text, "18")
+    assert canonical == ("Sub-question 1: How many eggs are left?\nAnswer to Sub-question 1: 16 - 7 = 9 eggs.\n"
+                         "Sub-question 2: How much does she make?\nAnswer to Sub-question 2: 9 * 2 = $18.\n"
+                         "The answer is 18.")

@@ -201,8 +201,9 @@ def decomposition_problem(parsed: Decomposition | None) -> str | None:
     for k, step in enumerate(parsed.steps, start=1):
         if not step.question:
             return f"sub-question {k} is empty"
-        if not step.answer_text():
-            return f"sub-question {k} has no answer"
+    # A lone unanswered step is tolerated (GSM8K's own socratic solutions have a few).
+    if not any(step.answer_text() for step in parsed.steps):
+        return "no sub-question has an answer"
     return None
 
 
@@ -244,11 +245,11 @@ class LeastToMost(Strategy):
     def canonical(self, text: str, final_answer: str | None) -> str:
         """The solution as `Sub-question k: ...` / `Answer to Sub-question k: ...` lines.
 
-        `final_answer` (what the grader read from `text`) becomes the last line; the text is
+        Sub-questions left unanswered are dropped. `final_answer` (what the grader read from `text`) becomes the last line; the text is
         returned unchanged when it is not a valid decomposition.
         """
         parsed = parse_l2m(text)
         if decomposition_problem(parsed) is not None or parsed is None:
             return text
-        pairs = [(_plain(step.question), _plain(step.answer_text())) for step in parsed.steps]
+        pairs = [(_plain(step.question), _plain(step.answer_text())) for step in parsed.steps if step.answer_text()]
         return format_l2m(pairs, _plain(final_answer) if final_answer else None)

@@ -165,15 +165,17 @@ def test_every_project_error_is_a_siked_error() -> None:
     from siked.config import ConfigError
     from siked.data import DataError
     from siked.evaluation import EvaluationError
+    from siked.export import ExportError
     from siked.io import RecordError
     from siked.report import ReportError
     from siked.rundir import RunDirError
     from siked.sandbox import SandboxError
     from siked.student import ModelError, TrainDataError
     from siked.teachers import TeacherError
+    from siked.tracking import TrackingError
 
     for error in (ConfigError, DataError, EvaluationError, RecordError, ReportError, RunDirError, SandboxError,
-                  ModelError, TrainDataError, TeacherError):
+                  ModelError, TrainDataError, TeacherError, ExportError, TrackingError):
         assert issubclass(error, SikedError), error
 
 

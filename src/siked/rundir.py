@@ -67,9 +67,14 @@ invocation in the manifest's `invocations`. Every other field must match to resu
 
 
 def _split_operational(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(results-changing fields, operational fields) of a dumped config."""
+    """(results-changing fields, operational fields) of a dumped config.
+
+    The `tracking` section is operational as a whole: it changes what is logged, not what is computed.
+    """
     results = json.loads(json.dumps(data))
     operational: dict[str, Any] = {}
+    if "tracking" in results:
+        operational["tracking"] = results.pop("tracking")
     for dotted in OPERATIONAL_FIELDS:
         section, _, key = dotted.partition(".")
         if isinstance(results.get(section), dict) and key in results[section]:

@@ -170,3 +170,17 @@ def test_the_workers_own_one_line_error_is_quoted_without_its_prefix(tmp_path: P
     bad.write_text(json.dumps({"stage": "x", "kind": "nope", "config": {}, "args": {}}))
     with pytest.raises(StageError, match=r"^stage x failed \(exit status 2\): stage x: unknown kind 'nope'"):
         run_child([sys.executable, "-m", "siked.stage_worker", str(bad)], "x", tmp_path / LOG, io.StringIO())
+
+
+def test_a_training_checkpoint_resumes_on_another_port_but_not_on_other_processes() -> None:
+    from siked.config import TrainConfig
+    from siked.student.train import TrainExample, train_fingerprint
+
+    examples = [TrainExample("What is 1+1?", "cot", "1+1=2. The answer is 2.")]
+
+    def fingerprint(**launcher: object) -> dict:
+        cfg = TrainConfig(launcher=LauncherConfig(**launcher))
+        return train_fingerprint(examples, "embedded:smollm2", None, cfg, "alpaca")
+
+    assert fingerprint(main_process_port=29501) == fingerprint(main_process_port=29777) == fingerprint()
+    assert fingerprint(num_processes=2) != fingerprint()

@@ -28,7 +28,7 @@ from siked.evaluation import (
     summarize,
 )
 from siked.io import read_jsonl, write_json, write_jsonl
-from siked.mixing import correct_solutions, mix
+from siked.mixing import correct_solutions, mix, select_teacher
 from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, now
 from siked.student.models import release_freed_memory
@@ -171,32 +171,55 @@ class Loop:
         self.console.print(f"  {name} {key}: accuracy {summaries[key]['accuracy']:.1%}")
         return path
 
+    def sample_modes(self) -> list[str]:
+        """The sampling passes of `loop.sample_mode`: free, one per taught strategy, or both."""
+        mode = self.config.loop.sample_mode
+        forced = list(self.config.teacher.strategies)
+        return ["free"] if mode == "free" else forced if mode == "forced" else ["free", *forced]
+
     def sample(self, name: str, model_dir: Path, problems: list[Problem]) -> list[Solution]:
         """The student's own solutions on the training questions; returns the correct ones."""
         samples_path = self.path(name, "samples.jsonl")
         verdicts_path = self.path(name, "sample_verdicts.jsonl")
 
         def run_sampling() -> tuple[list[Path], dict[str, Any]]:
+            solutions: list[Solution] = []
+            verdicts: list[Verdict] = []
+            by_mode = {}
             with open_student(model_dir, self.config) as student:
-                solutions, verdicts = self.generate_and_grade(
-                    student, problems, greedy=False, samples=self.config.generation.samples
-                )
+                for mode in self.sample_modes():
+                    found, judged = self.generate_and_grade(
+                        student, problems, greedy=False, mode=mode, samples=self.config.generation.samples
+                    )
+                    solutions += found
+                    verdicts += judged
+                    by_mode[mode] = sample_summary(problems, found, judged)
             write_jsonl(samples_path, solutions)
             write_jsonl(verdicts_path, verdicts)
-            return [samples_path, verdicts_path], {"student": sample_summary(problems, solutions, verdicts)}
+            summary = sample_summary(problems, solutions, verdicts)
+            if "free" in by_mode:  # the strategies the student picks itself, not the forced ones
+                summary["strategy_counts"] = by_mode["free"]["strategy_counts"]
+            summary["by_mode"] = by_mode
+            return [samples_path, verdicts_path], {"student": summary}
 
         self.stage(f"{name}/sample", run_sampling)
         return correct_solutions(read_jsonl(samples_path, Solution), read_jsonl(verdicts_path, Verdict))
 
-    def mix(self, name: str, teacher: list[Solution], student_correct: list[Solution]) -> list[Solution]:
+    def mix(self, name: str, teacher: list[Solution], student_correct: list[Solution], *,
+            first_iteration: bool = False) -> list[Solution]:
         path = self.path(name, "train.jsonl")
         cfg = self.config.mixing
 
         def run_mix() -> tuple[list[Path], dict[str, Any]]:
-            mixed = mix(teacher, student_correct, cfg.mode, cfg.granularity, cfg.max_per_strategy, cfg.priority)
+            mixed = mix(teacher, student_correct, cfg.mode, cfg.granularity, cfg.max_per_strategy, cfg.priority,
+                        first_iteration=first_iteration)
             write_jsonl(path, mixed.records)
-            return [path], {"train": {"teacher_count": mixed.teacher_count, "student_count": mixed.student_count,
-                                      "alpha": mixed.alpha, "strategy_counts": mixed.strategy_counts}}
+            train = {"teacher_count": mixed.teacher_count, "student_count": mixed.student_count,
+                     "alpha": mixed.alpha, "strategy_counts": mixed.strategy_counts}
+            if mixed.fallback:
+                train["fallback"] = mixed.fallback
+                self.console.print(f"  {name} mix: {mixed.fallback}")
+            return [path], {"train": train}
 
         self.stage(f"{name}/mix", run_mix)
         return read_jsonl(path, Solution)
@@ -210,7 +233,7 @@ class Loop:
         best_accuracy, non_improving = -1.0, 0
         for iteration in range(1, loop.max_iterations + 1):
             name = f"iter{iteration}"
-            records = self.mix(name, teacher, student_correct) if iteration > 1 else self.mix(name, teacher, [])
+            records = self.mix(name, teacher, student_correct, first_iteration=iteration == 1)
             init_from = previous if self.config.train.init == "previous" else None
             model_dir, _ = self.train(name, records, data.train, init_from)
             accuracy = self.evaluate(name, model_dir, data.eval_sets()).get(VALIDATION, {}).get("accuracy", 0.0)
@@ -221,7 +244,7 @@ class Loop:
             if iteration == loop.max_iterations:
                 self.stopped = f"max_iterations ({loop.max_iterations})"
                 break
-            if loop.patience and non_improving >= loop.patience:
+            if loop.patience and data.validation and non_improving >= loop.patience:
                 self.stopped = f"patience: no better validation accuracy for {non_improving} iteration(s)"
                 break
             student_correct = self.sample(name, model_dir, data.train)
@@ -229,7 +252,8 @@ class Loop:
 
     def baseline(self, method: str, data: Datasets, teacher: list[Solution], max_steps: int | None) -> None:
         name = f"baselines/{method}"
-        records = teacher if method == "combined" else [t for t in teacher if t.strategy == method]
+        records = select_teacher(teacher, self.config.mixing.max_per_strategy,
+                                 None if method == "combined" else [method])
         path = self.path(name, "train.jsonl")
         if not self.run.is_done(f"{name}/mix"):
             self.stage(f"{name}/mix", lambda: ([path], {"train": {
@@ -297,14 +321,13 @@ class Loop:
         return names
 
     def best_iteration(self) -> str | None:
-        """The iteration with the best validation accuracy (the earliest on ties); never test."""
-        scored = [(self.run.info(f"{n}/eval").get("eval", {}).get(VALIDATION, {}).get("accuracy"), n)
-                  for n in self.iteration_names()]
-        scored = [(acc, n) for acc, n in scored if acc is not None]
-        if not scored:
-            return None
-        best = max(acc for acc, _ in scored)
-        return next(n for acc, n in scored if acc == best)
+        return self.best_choice()[0]
+
+    def best_choice(self) -> tuple[str | None, str | None]:
+        """(the chosen iteration, the rule that chose it); see `choose_best`."""
+        evaluated = [n for n in self.iteration_names() if self.run.is_done(f"{n}/eval")]
+        return choose_best([(n, self.run.info(f"{n}/eval").get("eval", {}).get(VALIDATION, {}).get("accuracy"))
+                            for n in evaluated])
 
     def total_steps(self) -> int | None:
         steps = [self.run.info(f"{n}/train").get("steps") for n in self.iteration_names()]
@@ -341,7 +364,7 @@ class Loop:
             if train_dist and chosen:
                 entry["kl_train_student"] = kl_divergence(train_dist, chosen)
             iterations.append(entry)
-        best = self.best_iteration()
+        best, best_rule = self.best_choice()
         wall_s, finished = self.working_time()
         baselines = {
             method: {"train": {**info(f"baselines/{method}/mix").get("train", {}), **info(f"baselines/{method}/train")},
@@ -364,6 +387,7 @@ class Loop:
             "iterations": iterations,
             "best_iteration": self.iteration_names().index(best) + 1 if best else None,
             "best_model": f"{best}/model" if best else None,
+            "best_rule": best_rule,
             "stopped": self.stopped,
             "baselines": baselines,
         }
@@ -371,6 +395,25 @@ class Loop:
         if routing_path.exists():
             metrics["routing"] = json.loads(routing_path.read_text(encoding="utf-8"))
         return metrics
+
+
+BEST_BY_VALIDATION = "highest validation accuracy (earliest on ties)"
+BEST_IS_LAST = "last iteration (no validation set: data.validation_fraction is 0)"
+
+
+def choose_best(scores: list[tuple[str, float | None]]) -> tuple[str | None, str | None]:
+    """(iteration, rule) among evaluated iterations in order, given each one's validation accuracy.
+
+    The highest validation accuracy wins, the earliest on ties; test sets never choose. Where no
+    iteration has a validation accuracy (no validation set), the last evaluated iteration is the model.
+    """
+    scored = [(acc, n) for n, acc in scores if acc is not None]
+    if scored:
+        best = max(acc for acc, _ in scored)
+        return next(n for acc, n in scored if acc == best), BEST_BY_VALIDATION
+    if scores:
+        return scores[-1][0], BEST_IS_LAST
+    return None, None
 
 
 def run(config: SikedConfig, console: Console | None = None) -> Path:

@@ -90,6 +90,8 @@ class TrainStats(Record):
     alpha: float | None = None
     """Share of teacher examples in the training mix."""
     strategy_counts: dict[str, int] = {}
+    fallback: str | None = None
+    """Why the mix holds teacher data its mixing mode would not give (iteration 1, nothing solved)."""
     train_loss: float | None = None
     steps: int | None = None
     tokens_per_s: float | None = None
@@ -162,6 +164,8 @@ class Metrics(Record):
     teacher: TeacherStats | None = None
     iterations: list[Iteration]
     best_iteration: int | None = None
+    best_rule: str | None = None
+    """The rule that chose the best iteration (None in older runs: validation accuracy)."""
     stopped: str | None = None
     baselines: dict[str, Baseline] = {}
     routing: dict[str, RoutingResult] = {}
@@ -604,7 +608,8 @@ def header_blocks(view: RunView) -> list[Block]:
     if view.best is None:
         best = MISSING
     else:
-        best = f"{view.best.iteration} (chosen on validation accuracy only)"
+        rule = view.metrics.best_rule or "validation accuracy only"
+        best = f"{view.best.iteration} (chosen by {rule})"
         if not view.best_recorded:
             best = f"{view.best.iteration} (not recorded by the run; highest validation accuracy so far)"
     status = run.finished or "not finished (in progress or interrupted)"
@@ -718,10 +723,13 @@ def training_section(view: RunView) -> Section:
         ])
     headers = ["Iteration", "Examples", "Teacher", "Student", "α", "Train loss", "Steps", "Tokens/s",
                "KL(train ‖ student)"]
+    fallbacks = [f"Iteration {it.iteration}: {it.train.fallback}." for it in view.iterations
+                 if it.train and it.train.fallback]
     blocks: list[Block] = [
         "α is the share of teacher examples in the training mix; it falls as the student's own correct "
         "solutions replace teacher data.",
         Table(headers, rows) if rows else "No iterations recorded yet.",
+        *(["Fallback to teacher data: " + " ".join(fallbacks)] if fallbacks else []),
         plot_alpha(view),
         plot_kl(view),
     ]

@@ -123,3 +123,12 @@ def test_changed_config_mid_run_is_refused(tmp_path: Path):
     changed = load_config(None, [f"out={tmp_path / 'run'}", *TINY, "mixing.mode=all"])
     with pytest.raises(RunDirError, match="mixing.mode"):
         run(changed)
+
+
+def test_best_iteration_is_chosen_on_validation_else_the_last_one():
+    from siked.loop import BEST_BY_VALIDATION, BEST_IS_LAST, choose_best
+
+    assert choose_best([("iter1", 0.5), ("iter2", 0.75), ("iter3", 0.75)]) == ("iter2", BEST_BY_VALIDATION)
+    assert choose_best([("iter1", None), ("iter2", None)]) == ("iter2", BEST_IS_LAST)
+    assert choose_best([]) == (None, None)
+    assert "last iteration" in BEST_IS_LAST and "validation_fraction" in BEST_IS_LAST

@@ -381,6 +381,7 @@ class Loop:
                 "started": self.run.manifest["created"], "finished": finished or now(), "wall_s": round(wall_s, 1),
                 "baselines": [m for m in self.config.loop.baselines if m != self.config.loop.method],
                 "routing": self.config.loop.routing,
+                "validation_fraction": self.config.data.validation_fraction,
             },
             "teacher": {**teacher_stats, "strategy_counts": {
                 name: stats.get("kept", 0) for name, stats in teacher_stats.get("by_strategy", {}).items()}},

@@ -157,6 +157,8 @@ class RunInfo(Record):
     """Baselines the run was configured to train (None: not recorded, as in older runs)."""
     routing: bool | None = None
     """Whether the run was configured to run the routing analysis (None: not recorded)."""
+    validation_fraction: float | None = None
+    """0: the run held out no validation set (the last iteration is the model)."""
 
 
 class Metrics(Record):
@@ -647,7 +649,8 @@ def missing_items(view: RunView) -> list[str]:
     last = view.iterations[-1].iteration if view.iterations else None
     # The iteration the loop stopped after samples nothing: nothing trains on its samples.
     without("student samples", lambda it: it.student or (metrics.stopped and it.iteration == last))
-    if view.iterations and not any(VALIDATION in it.eval for it in view.iterations):
+    no_validation_planned = metrics.run.validation_fraction == 0
+    if view.iterations and not no_validation_planned and not any(VALIDATION in it.eval for it in view.iterations):
         items.append("validation results (needed to choose the best iteration)")
     if metrics.best_iteration is None and view.best is not None:
         items.append("best_iteration (the run has not chosen one; marked here by validation accuracy)")

@@ -84,6 +84,7 @@ def test_strategy_granularity_without_forced_samples_is_refused_naming_both_fiel
     with pytest.raises(ConfigError) as info:
         load_config(None, ["mixing.granularity=strategy"])  # the embedded default samples freely
     assert "mixing.granularity" in str(info.value) and "loop.sample_mode" in str(info.value)
+    assert "(got {" not in str(info.value)  # one line naming the fields, not the whole config
     config = load_config(None, ["mixing.granularity=strategy", "loop.sample_mode=both"])
     assert config.mixing.granularity == "strategy"
 

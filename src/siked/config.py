@@ -289,7 +289,10 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
 def _format_validation_error(exc: ValidationError, origin: str) -> str:
     lines = [f"invalid config ({origin}):"]
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if not err["loc"]:  # a rule across fields: its message names them; the input is the whole config
+            lines.append(f"  {err['msg'].removeprefix('Value error, ')}")
+            continue
+        field = ".".join(str(p) for p in err["loc"])
         lines.append(f"  {field}: {err['msg']} (got {err.get('input')!r})")
     return "\n".join(lines)
 

@@ -151,7 +151,7 @@ DONE_WHEN = [
 
 
 def siked(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "siked.cli", *args], capture_output=True, text=True, timeout=1200)
+    return subprocess.run([sys.executable, "-m", "siked.cli", *args], capture_output=True, text=True, timeout=3600)
 
 
 def run_command(out: Path, *settings: str) -> dict:

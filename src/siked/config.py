@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -219,6 +219,26 @@ class LoopConfig(Section):
     """Write report.md and report.html at the end of `siked run`."""
 
 
+class TrackingConfig(Section):
+    report_to: list[Literal["tensorboard", "wandb", "trackio", "none"]] = ["none"]
+    """Experiment trackers for the trainer's per-step logs and the loop's per-iteration metrics
+    (tensorboard, wandb, trackio; extra `siked[tracking]`); none: no tracking."""
+    project: str = "siked"
+    """W&B / Trackio project the runs go to (each run's stages are grouped under its name)."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("report_to")
+    @classmethod
+    def _none_alone(cls, value: list[str]) -> list[str]:
+        if "none" in value and len(value) > 1:
+            raise ValueError("'none' cannot be combined with a tracker")
+        return value
+
+
 class SikedConfig(Section):
     out: Path = Path("runs/default")
     """Run directory: every stage's artifacts, the manifest, the report."""
@@ -232,6 +252,7 @@ class SikedConfig(Section):
     generation: GenerationConfig = GenerationConfig()
     mixing: MixingConfig = MixingConfig()
     loop: LoopConfig = LoopConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
     @model_validator(mode="after")
     def _strategy_mixing_needs_forced_samples(self) -> SikedConfig:

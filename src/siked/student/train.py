@@ -274,7 +274,8 @@ def use_bf16(train_cfg: TrainConfig) -> bool:
     return bf16_supported(default_device()) if train_cfg.bf16 is None else train_cfg.bf16
 
 
-def sft_config(out_dir: Path, train_cfg: TrainConfig) -> Any:
+def sft_config(out_dir: Path, train_cfg: TrainConfig, **overrides: Any) -> Any:
+    """TRL's arguments from the train section; `overrides` (e.g. `report_to`, `run_name`) win."""
     import dataclasses
 
     import torch
@@ -283,7 +284,7 @@ def sft_config(out_dir: Path, train_cfg: TrainConfig) -> Any:
     # transformers 5 renamed gradient_checkpointing; older releases only know the old name.
     fields = {f.name for f in dataclasses.fields(SFTConfig)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-    return SFTConfig(
+    fixed = dict(
         output_dir=str(out_dir / "checkpoints"),
         learning_rate=train_cfg.learning_rate,
         num_train_epochs=train_cfg.epochs,
@@ -309,6 +310,7 @@ def sft_config(out_dir: Path, train_cfg: TrainConfig) -> Any:
         disable_tqdm=True,
         dataset_num_proc=None,
     )
+    return SFTConfig(**{**fixed, **overrides})
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -377,6 +379,7 @@ def train_student(
     console: Any = None,
     progress: bool = True,
     callbacks: Sequence[Any] = (),
+    trainer_args: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Fine-tune the student on tagged solutions and write a loadable output directory.
 
@@ -385,7 +388,8 @@ def train_student(
     `config`: its `train` and `student` sections are used; `base_model` defaults to
     `config.student.model`. `previous`: the last iteration's output directory, used when
     `config.train.init` is previous. `max_steps` overrides `config.train.max_steps`.
-    `callbacks`: extra `transformers.TrainerCallback`s.
+    `callbacks`: extra `transformers.TrainerCallback`s. `trainer_args`: SFTConfig fields that
+    override the config's (the loop's tracking passes `report_to` and `run_name`).
     """
     from datasets import Dataset
     from trl import SFTTrainer
@@ -404,7 +408,7 @@ def train_student(
     # The previous iteration is merged before the trainer's arguments exist: under DeepSpeed
     # ZeRO-3 they make from_pretrained shard the weights, which merging cannot work on.
     start, base_ref = starting_point(base_model or config.student.model, out_dir, train_cfg, previous)
-    args = sft_config(out_dir, train_cfg)  # before loading the trained model: ZeRO-3 needs it first
+    args = sft_config(out_dir, train_cfg, **(trainer_args or {}))  # before loading the trained model: ZeRO-3 needs it first
     tokenizer = load_tokenizer(StudentSource(spec=start, base=start))
     model = prepare_model(start, train_cfg)
     dataset = Dataset.from_list(sft_records(examples, config.student.prompt_style, tokenizer))

@@ -16,13 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from siked.errors import SikedError
+
 TRACKERS: dict[str, str] = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
 """Tracker name -> the module it needs (installed by the `siked[tracking]` extra)."""
 
 EXTRA = "pip install 'siked[tracking]'"
 
 
-class TrackingError(ValueError):
+class TrackingError(SikedError, ValueError):
     """A tracker that cannot be used; the message names it and what to install."""
 
 

@@ -52,6 +52,7 @@ def summarize(verdicts: Sequence[Verdict]) -> dict:
         "by_strategy": {name: accuracy_block(group) for name, group in sorted(by_strategy.items())},
         "strategy_distribution": distribution(v.strategy for v in verdicts),
         "by_status": dict(sorted(Counter(v.status for v in verdicts).items())),
+        "truncated": sum(v.truncated for v in verdicts),
     }
 
 
@@ -113,10 +114,10 @@ def grade_student_outputs(
     tagged = [s for s in solutions if s.strategy in known]
     graded = iter(grader.grade_many([(by_id[s.problem_id], s.strategy, s.solution) for s in tagged], progress))
     return [
-        next(graded) if s.strategy in known else Verdict(
+        (next(graded) if s.strategy in known else Verdict(
             problem_id=s.problem_id, strategy=s.strategy, status="invalid", correct=False,
             detail="no known strategy tag",
-        )
+        )).model_copy(update={"truncated": s.truncated})
         for s in solutions
     ]
 

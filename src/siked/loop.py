@@ -22,7 +22,7 @@ from rich.console import Console
 from siked.config import DatasetSpec, SikedConfig, dump_config
 from siked.evaluation import distribution_from_counts, kl_divergence
 from siked.io import read_jsonl, write_json, write_jsonl
-from siked.mixing import correct_solutions, mix
+from siked.mixing import correct_solutions, mix, select_teacher
 from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, now
 from siked.stages import StageRequest, run_stage
@@ -163,23 +163,29 @@ class Loop:
         return self.heavy(f"{name}/eval", "evaluate", {"model": str(model_dir), "name": name, "sets": sets})["eval"]
 
     def sample(self, name: str, model_dir: Path, data: Datasets) -> list[Solution]:
-        """The student's own solutions on the training questions; returns the correct ones."""
+        """The student's own solutions on the training questions (`loop.sample_mode`); returns the correct ones."""
         samples_path = self.path(name, "samples.jsonl")
         verdicts_path = self.path(name, "sample_verdicts.jsonl")
         self.heavy(f"{name}/sample", "sample", {"model": str(model_dir), "problems": str(data.paths["train"]),
                                                 "samples": str(samples_path), "verdicts": str(verdicts_path)})
         return correct_solutions(read_jsonl(samples_path, Solution), read_jsonl(verdicts_path, Verdict))
 
-    def mix(self, name: str, teacher: list[Solution], student_correct: list[Solution]) -> None:
+    def mix(self, name: str, teacher: list[Solution], student_correct: list[Solution], *,
+            first_iteration: bool = False) -> None:
         """Write `name`/train.jsonl, what the training stage reads."""
         path = self.path(name, "train.jsonl")
         cfg = self.config.mixing
 
         def run_mix() -> tuple[list[Path], dict[str, Any]]:
-            mixed = mix(teacher, student_correct, cfg.mode, cfg.granularity, cfg.max_per_strategy, cfg.priority)
+            mixed = mix(teacher, student_correct, cfg.mode, cfg.granularity, cfg.max_per_strategy, cfg.priority,
+                        first_iteration=first_iteration)
             write_jsonl(path, mixed.records)
-            return [path], {"train": {"teacher_count": mixed.teacher_count, "student_count": mixed.student_count,
-                                      "alpha": mixed.alpha, "strategy_counts": mixed.strategy_counts}}
+            train = {"teacher_count": mixed.teacher_count, "student_count": mixed.student_count,
+                     "alpha": mixed.alpha, "strategy_counts": mixed.strategy_counts}
+            if mixed.fallback:
+                train["fallback"] = mixed.fallback
+                self.console.print(f"  {name} mix: {mixed.fallback}")
+            return [path], {"train": train}
 
         self.stage(f"{name}/mix", run_mix)
 
@@ -192,7 +198,7 @@ class Loop:
         best_accuracy, non_improving = -1.0, 0
         for iteration in range(1, loop.max_iterations + 1):
             name = f"iter{iteration}"
-            self.mix(name, teacher, student_correct if iteration > 1 else [])
+            self.mix(name, teacher, student_correct, first_iteration=iteration == 1)
             init_from = previous if self.config.train.init == "previous" else None
             model_dir, _ = self.train(name, data, init_from)
             accuracy = self.evaluate(name, model_dir, data).get(VALIDATION, {}).get("accuracy", 0.0)
@@ -203,7 +209,7 @@ class Loop:
             if iteration == loop.max_iterations:
                 self.stopped = f"max_iterations ({loop.max_iterations})"
                 break
-            if loop.patience and non_improving >= loop.patience:
+            if loop.patience and data.validation and non_improving >= loop.patience:
                 self.stopped = f"patience: no better validation accuracy for {non_improving} iteration(s)"
                 break
             student_correct = self.sample(name, model_dir, data)
@@ -211,7 +217,8 @@ class Loop:
 
     def baseline(self, method: str, data: Datasets, teacher: list[Solution], max_steps: int | None) -> None:
         name = f"baselines/{method}"
-        records = teacher if method == "combined" else [t for t in teacher if t.strategy == method]
+        records = select_teacher(teacher, self.config.mixing.max_per_strategy,
+                                 None if method == "combined" else [method])
         path = self.path(name, "train.jsonl")
         if not self.run.is_done(f"{name}/mix"):
             self.stage(f"{name}/mix", lambda: ([path], {"train": {
@@ -267,14 +274,13 @@ class Loop:
         return names
 
     def best_iteration(self) -> str | None:
-        """The iteration with the best validation accuracy (the earliest on ties); never test."""
-        scored = [(self.run.info(f"{n}/eval").get("eval", {}).get(VALIDATION, {}).get("accuracy"), n)
-                  for n in self.iteration_names()]
-        scored = [(acc, n) for acc, n in scored if acc is not None]
-        if not scored:
-            return None
-        best = max(acc for acc, _ in scored)
-        return next(n for acc, n in scored if acc == best)
+        return self.best_choice()[0]
+
+    def best_choice(self) -> tuple[str | None, str | None]:
+        """(the chosen iteration, the rule that chose it); see `choose_best`."""
+        evaluated = [n for n in self.iteration_names() if self.run.is_done(f"{n}/eval")]
+        return choose_best([(n, self.run.info(f"{n}/eval").get("eval", {}).get(VALIDATION, {}).get("accuracy"))
+                            for n in evaluated])
 
     def total_steps(self) -> int | None:
         steps = [self.run.info(f"{n}/train").get("steps") for n in self.iteration_names()]
@@ -311,7 +317,7 @@ class Loop:
             if train_dist and chosen:
                 entry["kl_train_student"] = kl_divergence(train_dist, chosen)
             iterations.append(entry)
-        best = self.best_iteration()
+        best, best_rule = self.best_choice()
         wall_s, finished = self.working_time()
         baselines = {
             method: {"train": {**info(f"baselines/{method}/mix").get("train", {}), **info(f"baselines/{method}/train")},
@@ -328,12 +334,14 @@ class Loop:
                 "started": self.run.manifest["created"], "finished": finished or now(), "wall_s": round(wall_s, 1),
                 "baselines": [m for m in self.config.loop.baselines if m != self.config.loop.method],
                 "routing": self.config.loop.routing,
+                "validation_fraction": self.config.data.validation_fraction,
             },
             "teacher": {**teacher_stats, "strategy_counts": {
                 name: stats.get("kept", 0) for name, stats in teacher_stats.get("by_strategy", {}).items()}},
             "iterations": iterations,
             "best_iteration": self.iteration_names().index(best) + 1 if best else None,
             "best_model": f"{best}/model" if best else None,
+            "best_rule": best_rule,
             "stopped": self.stopped,
             "baselines": baselines,
         }
@@ -341,6 +349,25 @@ class Loop:
         if routing_path.exists():
             metrics["routing"] = json.loads(routing_path.read_text(encoding="utf-8"))
         return metrics
+
+
+BEST_BY_VALIDATION = "highest validation accuracy (earliest on ties)"
+BEST_IS_LAST = "last iteration (no validation set: data.validation_fraction is 0)"
+
+
+def choose_best(scores: list[tuple[str, float | None]]) -> tuple[str | None, str | None]:
+    """(iteration, rule) among evaluated iterations in order, given each one's validation accuracy.
+
+    The highest validation accuracy wins, the earliest on ties; test sets never choose. Where no
+    iteration has a validation accuracy (no validation set), the last evaluated iteration is the model.
+    """
+    scored = [(acc, n) for n, acc in scores if acc is not None]
+    if scored:
+        best = max(acc for acc, _ in scored)
+        return next(n for acc, n in scored if acc == best), BEST_BY_VALIDATION
+    if scores:
+        return scores[-1][0], BEST_IS_LAST
+    return None, None
 
 
 def run(config: SikedConfig, console: Console | None = None) -> Path:

@@ -91,6 +91,8 @@ class TrainStats(Record):
     alpha: float | None = None
     """Share of teacher examples in the training mix."""
     strategy_counts: dict[str, int] = {}
+    fallback: str | None = None
+    """Why the mix holds teacher data its mixing mode would not give (iteration 1, nothing solved)."""
     train_loss: float | None = None
     steps: int | None = None
     tokens_per_s: float | None = None
@@ -156,6 +158,8 @@ class RunInfo(Record):
     """Baselines the run was configured to train (None: not recorded, as in older runs)."""
     routing: bool | None = None
     """Whether the run was configured to run the routing analysis (None: not recorded)."""
+    validation_fraction: float | None = None
+    """0: the run held out no validation set (the last iteration is the model)."""
 
 
 class Metrics(Record):
@@ -163,6 +167,8 @@ class Metrics(Record):
     teacher: TeacherStats | None = None
     iterations: list[Iteration]
     best_iteration: int | None = None
+    best_rule: str | None = None
+    """The rule that chose the best iteration (None in older runs: validation accuracy)."""
     stopped: str | None = None
     baselines: dict[str, Baseline] = {}
     routing: dict[str, RoutingResult] = {}
@@ -441,6 +447,12 @@ def style_axes(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
     ax.grid(axis="y", alpha=0.3)
 
 
+def best_legend(view: RunView) -> str:
+    rule = view.metrics.best_rule
+    return "best (the last iteration: no validation set)" if rule and rule.startswith("last") else (
+        "best (chosen on validation)")
+
+
 def plot_accuracy(view: RunView) -> Plot | None:
     """Accuracy per iteration, one panel per evaluation set, baselines as dashed lines."""
     datasets = [d for d in view.datasets if any(d in it.eval for it in view.iterations)]
@@ -458,7 +470,7 @@ def plot_accuracy(view: RunView) -> Plot | None:
         best = dict(points).get(view.best.iteration) if view.best else None
         if best is not None:
             ax.plot([view.best.iteration], [best], marker="*", markersize=13, linestyle="none",
-                    color="gold", markeredgecolor=SIKED_COLOR, label="best (chosen on validation)")
+                    color="gold", markeredgecolor=SIKED_COLOR, label=best_legend(view))
         for index, (method, baseline) in enumerate(view.metrics.baselines.items()):
             result = baseline.eval.get(name)
             if result is not None and result.rate is not None:
@@ -605,7 +617,8 @@ def header_blocks(view: RunView) -> list[Block]:
     if view.best is None:
         best = MISSING
     else:
-        best = f"{view.best.iteration} (chosen on validation accuracy only)"
+        rule = view.metrics.best_rule or "validation accuracy only"
+        best = f"{view.best.iteration} (chosen by {rule})"
         if not view.best_recorded:
             best = f"{view.best.iteration} (not recorded by the run; highest validation accuracy so far)"
     status = run.finished or "not finished (in progress or interrupted)"
@@ -643,7 +656,8 @@ def missing_items(view: RunView) -> list[str]:
     last = view.iterations[-1].iteration if view.iterations else None
     # The iteration the loop stopped after samples nothing: nothing trains on its samples.
     without("student samples", lambda it: it.student or (metrics.stopped and it.iteration == last))
-    if view.iterations and not any(VALIDATION in it.eval for it in view.iterations):
+    no_validation_planned = metrics.run.validation_fraction == 0
+    if view.iterations and not no_validation_planned and not any(VALIDATION in it.eval for it in view.iterations):
         items.append("validation results (needed to choose the best iteration)")
     if metrics.best_iteration is None and view.best is not None:
         items.append("best_iteration (the run has not chosen one; marked here by validation accuracy)")
@@ -719,10 +733,13 @@ def training_section(view: RunView) -> Section:
         ])
     headers = ["Iteration", "Examples", "Teacher", "Student", "α", "Train loss", "Steps", "Tokens/s",
                "KL(train ‖ student)"]
+    fallbacks = [f"Iteration {it.iteration}: {it.train.fallback}." for it in view.iterations
+                 if it.train and it.train.fallback]
     blocks: list[Block] = [
         "α is the share of teacher examples in the training mix; it falls as the student's own correct "
         "solutions replace teacher data.",
         Table(headers, rows) if rows else "No iterations recorded yet.",
+        *(["Fallback to teacher data: " + " ".join(fallbacks)] if fallbacks else []),
         plot_alpha(view),
         plot_kl(view),
     ]

@@ -101,18 +101,34 @@ def evaluate_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> t
     return outputs, {"eval": summaries}
 
 
+def sample_modes(config: SikedConfig) -> list[str]:
+    """The sampling passes of `loop.sample_mode`: free, one per taught strategy, or both."""
+    mode = config.loop.sample_mode
+    forced = list(config.teacher.strategies)
+    return ["free"] if mode == "free" else forced if mode == "forced" else ["free", *forced]
+
+
 @stage_kind("sample")
 def sample_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], dict[str, Any]]:
     """args: model, problems, samples and verdicts (output JSONL paths)."""
     from siked.evaluation import decode_and_grade, open_student, sample_summary
 
     problems = read_jsonl(args["problems"], Problem)
+    solutions, verdicts, by_mode = [], [], {}
     with grader(config) as grade, open_student(args["model"], config) as student:
-        solutions, verdicts = decode_and_grade(student, problems, config, grade, greedy=False,
-                                               samples=config.generation.samples, console=console)
+        for mode in sample_modes(config):
+            found, judged = decode_and_grade(student, problems, config, grade, greedy=False, mode=mode,
+                                             samples=config.generation.samples, console=console)
+            solutions += found
+            verdicts += judged
+            by_mode[mode] = sample_summary(problems, found, judged)
     write_jsonl(Path(args["samples"]), solutions)
     write_jsonl(Path(args["verdicts"]), verdicts)
-    return [str(args["samples"]), str(args["verdicts"])], {"student": sample_summary(problems, solutions, verdicts)}
+    summary = sample_summary(problems, solutions, verdicts)
+    if "free" in by_mode:  # the strategies the student picks itself, not the forced ones
+        summary["strategy_counts"] = by_mode["free"]["strategy_counts"]
+    summary["by_mode"] = by_mode
+    return [str(args["samples"]), str(args["verdicts"])], {"student": summary}
 
 
 @stage_kind("route")

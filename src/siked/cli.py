@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 
 from siked.config import ConfigError, SikedConfig, load_config
+from siked.data import DataError, load_problems, load_spec, parse_data_spec
+from siked.evaluation import summarize
+from siked.grading import Grader
+from siked.io import RecordError, read_jsonl_numbered, write_jsonl
+from siked.loop import run as run_loop
+from siked.metrics import NO_STRATEGY, MetricsError, run_overview
+from siked.progress import make_progress
+from siked.records import Solution
+from siked.rundir import RunDirError
+from siked.sandbox import SandboxPool
+from siked.strategies import strategy_names
+from siked.student import (
+    FREE,
+    ModelError,
+    TrainDataError,
+    read_examples,
+    run_generation,
+    train_student,
+)
+from siked.student.decode import evaluate_model, grade_student_outputs
+from siked.student.train import is_main_process
+from siked.teachers import TeacherError
+from siked.teachers import teach as run_teach
 
 app = typer.Typer(
     help="SIKeD: self-guided iterative knowledge distillation for math reasoning.",
@@ -54,8 +80,6 @@ def quiet_libraries() -> None:
     """siked shows its own progress per stage; the libraries' tqdm bars (loading weights, dataset
     maps, saving shards) only clutter it. Set before those libraries are imported; a user's own
     setting of the variables wins."""
-    import os
-
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers follows it too
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
@@ -82,7 +106,7 @@ def compare(
     out: Annotated[Path | None, typer.Option("--out", help="Write the Markdown here instead of printing it.")] = None,
 ) -> None:
     """Several runs side by side: accuracy with 95% intervals, training budget, strategy choices."""
-    from siked.report import ReportError, compare_runs
+    from siked.report import ReportError, compare_runs  # imports matplotlib: only when asked
 
     try:
         markdown = compare_runs(run_dirs)
@@ -104,7 +128,6 @@ DataFileOption = Annotated[
 
 def load_dataset_arg(spec: str, data_file: Path | None, limit: int | None = None) -> list:
     """Problems of `NAME:SPLIT`, with a clean error for anything a user can get wrong."""
-    from siked.data import DataError, load_problems, parse_data_spec
 
     try:
         name, split = parse_data_spec(spec)
@@ -139,15 +162,11 @@ def data(
 
 def read_solution_file(path: Path, problems: dict) -> list:
     """The solutions of a `siked grade` file; every unknown id or strategy is reported by line."""
-    from siked.io import RecordError, read_jsonl_numbered
-    from siked.records import Solution
-    from siked.strategies import strategy_names
 
     try:
         rows = read_jsonl_numbered(path, Solution)
     except RecordError as exc:
         fail(str(exc))
-    from siked.evaluation import NO_STRATEGY
 
     known = {*strategy_names(), NO_STRATEGY}  # "none": an untagged student output, graded invalid
     errors = []
@@ -175,11 +194,6 @@ def grade(
     overrides: SetOption = None,
 ) -> None:
     """Grade solutions against a dataset's gold answers; PoT programs run in the sandbox."""
-    from siked.evaluation import grade_student_outputs, summarize
-    from siked.grading import Grader
-    from siked.io import write_jsonl
-    from siked.progress import make_progress
-    from siked.sandbox import SandboxPool
 
     cfg = config_from(config, overrides)
     problems = {p.id: p for p in load_dataset_arg(data_spec, data_file)}
@@ -201,8 +215,6 @@ def grade(
 
 
 def print_grade_summary(summary: dict) -> None:
-    from rich.table import Table
-
     table = Table(title=f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['total']})")
     for column in ("strategy", "total", "correct", "accuracy"):
         table.add_column(column)
@@ -236,11 +248,6 @@ def teach(
     LLM completions are appended durably to OUT/teacher_completions.jsonl.
     Rerunning, or resuming after a crash, sends only the requests that never succeeded.
     """
-    from pydantic import ValidationError
-
-    from siked.data import DataError, load_spec, parse_data_spec
-    from siked.teachers import TeacherError
-    from siked.teachers import teach as run_teach
 
     cfg = config_from(config, overrides)
     flags = {"backend": teacher, "base_url": base_url, "model": model, "samples": samples}
@@ -284,8 +291,6 @@ def run(
     With no config it runs the embedded default offline (gsm_symbolic, reference teacher, SmolLM2).
     Rerunning the same command resumes at the first unfinished stage.
     """
-    from siked.loop import run as run_loop
-    from siked.rundir import RunDirError
 
     cfg = config_from(config, (overrides or []) + ([f"out={out}"] if out else []))
     try:
@@ -312,7 +317,6 @@ def evaluate(
     For a run directory without --data, prints its per-iteration metrics (strategy distributions of
     teacher data, training mix and student; KL(train || student)); with --data, evaluates its best iteration.
     """
-    from siked.evaluation import evaluate_model, run_overview
 
     cfg = config_from(config, overrides)
     files = list(data_files or [])
@@ -320,7 +324,11 @@ def evaluate(
         fail("more --data-file than --data options")
     model = target
     if (target / "manifest.json").exists():
-        overview = run_overview(target)
+        try:
+            overview = run_overview(target)
+        except MetricsError as exc:
+            fail(str(exc))
+            raise
         if not data_specs:
             typer.echo(json.dumps(overview, indent=2)) if as_json else print_overview(overview)
             return
@@ -341,8 +349,6 @@ def evaluate(
 
 
 def print_overview(overview: dict) -> None:
-    from rich.table import Table
-
     table = Table(title=f"run {overview['run']} (best: {overview['best_model']})")
     for column in ("iteration", "alpha", "teacher data", "training mix", "student", "KL(train||student)", "validation"):
         table.add_column(column)
@@ -356,8 +362,6 @@ def print_overview(overview: dict) -> None:
 
 def apply_flags(section: object, flags: dict) -> None:
     """Set the given (non-None) command-line values on a config section, validated."""
-    from pydantic import ValidationError
-
     for field, value in flags.items():
         if value is None:
             continue
@@ -389,8 +393,6 @@ def train(
     `accelerate launch -m siked.cli train ...` for multi-GPU training (docs/multi-gpu.md).
     Rerunning after an interruption resumes from the newest checkpoint in OUT.
     """
-    from siked.student import ModelError, TrainDataError, read_examples, train_student
-    from siked.student.train import is_main_process
 
     cfg = config_from(config, overrides)
     apply_flags(cfg.student, {"model": model})
@@ -438,12 +440,6 @@ def sample(
     verdicts beside it (OUT with suffix .verdicts.jsonl); prints accuracy per chosen strategy,
     the strategy-choice distribution and the generation throughput.
     """
-    from siked.evaluation import grade_student_outputs, summarize
-    from siked.grading import Grader
-    from siked.io import write_jsonl
-    from siked.sandbox import SandboxPool
-    from siked.strategies import strategy_names
-    from siked.student import FREE, ModelError, run_generation
 
     cfg = config_from(config, overrides)
     if strategy != FREE and strategy not in strategy_names():

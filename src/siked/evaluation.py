@@ -1,23 +1,17 @@
-"""Evaluation summaries: accuracy per dataset and per chosen strategy, strategy-choice
-distributions, KL(train || student) and per-question routing (the oracle upper bound)."""
+"""Evaluation statistics: accuracy per dataset and per chosen strategy, strategy-choice
+distributions, KL(train || student) and per-question routing (the oracle upper bound).
+
+Pure functions of verdicts and counts; decoding and grading through the student live in
+`siked.student.decode`."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
 
 from siked.records import Problem, Solution, Verdict
 
-if TYPE_CHECKING:
-    from siked.config import SikedConfig
-
-NO_STRATEGY = "none"
-"""Strategy name of a student output that carries no known `[tag]:`."""
 
 def accuracy_block(verdicts: Iterable[Verdict]) -> dict[str, float | int]:
     verdicts = list(verdicts)
@@ -100,105 +94,3 @@ def routing(problems: Sequence[Problem], forced: Mapping[str, Sequence[Verdict]]
         "forced_accuracy": {name: accuracy_block(vs)["accuracy"] for name, vs in forced.items()},
         "per_question": {pid: sorted(n for n, s in solved_by.items() if pid in s) for pid in ids},
     }
-
-
-def grade_student_outputs(
-    grader: Any, by_id: Mapping[str, Problem], solutions: Sequence[Solution], progress: Any = None
-) -> list[Verdict]:
-    """Grade student outputs; one without a known strategy tag is `invalid`, not an error."""
-    from siked.strategies import strategy_names
-
-    known = set(strategy_names())
-    tagged = [s for s in solutions if s.strategy in known]
-    graded = iter(grader.grade_many([(by_id[s.problem_id], s.strategy, s.solution) for s in tagged], progress))
-    return [
-        next(graded) if s.strategy in known else Verdict(
-            problem_id=s.problem_id, strategy=s.strategy, status="invalid", correct=False,
-            detail="no known strategy tag",
-        )
-        for s in solutions
-    ]
-
-
-@contextmanager
-def open_student(model: str | Path, config: SikedConfig) -> Iterator[tuple[Any, Any]]:
-    """(source, loaded generation backend) for `model`, to reuse across many decodes."""
-    from siked.student import locate_model, open_backend
-
-    source = locate_model(model)
-    style = source.prompt_style or config.student.prompt_style
-    backend = open_backend(source, config.generation, style)
-    try:
-        yield source, backend
-    finally:
-        backend.close()
-
-
-def decode_and_grade(
-    student: tuple[Any, Any], problems: Sequence[Problem], config: SikedConfig, grader: Any, *,
-    greedy: bool, mode: str = "free", samples: int = 1, console: Any = None,
-) -> tuple[list[Solution], list[Verdict]]:
-    """The student's solutions of `problems` (forced to `mode` unless free), graded."""
-    from siked.student import generate_solutions
-
-    source, backend = student
-    solutions = generate_solutions(
-        source, list(problems), config, mode=mode, greedy=greedy, samples=samples,
-        backend=backend, console=console,
-    )
-    return solutions, grade_student_outputs(grader, {p.id: p for p in problems}, solutions)
-
-
-def evaluate_model(
-    model: str,
-    sets: Mapping[str, Sequence[Problem]],
-    config: SikedConfig,
-    routing_too: bool = False,
-    console: Any = None,
-) -> dict[str, dict]:
-    """Greedy free-choice evaluation of `model` on each set (and forced strategies for routing)."""
-    from siked.grading import Grader
-    from siked.sandbox import SandboxPool
-    from siked.strategies import strategy_names
-
-    results: dict[str, dict] = {}
-    with SandboxPool.from_config(config.sandbox) as sandbox, open_student(model, config) as student:
-        grader = Grader.from_config(config, sandbox)
-        for key, problems in sets.items():
-            decode = lambda mode, ps=problems: decode_and_grade(  # noqa: E731
-                student, ps, config, grader, greedy=True, mode=mode, console=console)[1]
-            results[key] = summarize(decode("free"))
-            if routing_too:
-                forced = {name: decode(name) for name in strategy_names()}
-                results[key]["routing"] = routing(problems, forced)
-    return results
-
-
-def run_overview(run_dir: Path) -> dict:
-    """Per iteration: α, the strategy distributions of teacher data, mix and student, and the KL."""
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: the run has not finished (rerun `siked run` to resume)")
-    metrics = json.loads(path.read_text(encoding="utf-8"))
-    rows = []
-    for entry in metrics.get("iterations", []):
-        train = entry.get("train", {})
-        student = entry.get("student", {})
-        rows.append({
-            "iteration": entry["iteration"],
-            "alpha": train.get("alpha", 0.0),
-            "train": _shares(train.get("strategy_counts", {})),
-            "student": _shares(student.get("strategy_counts", {})),
-            "kl": entry.get("kl_train_student"),
-            "validation": entry.get("eval", {}).get("validation", {}).get("accuracy"),
-        })
-    return {
-        "run": str(run_dir),
-        "best_model": metrics.get("best_model"),
-        "teacher": _shares(metrics.get("teacher", {}).get("strategy_counts", {})),
-        "iterations": rows,
-    }
-
-
-def _shares(counts: Mapping[str, int]) -> dict[str, float]:
-    return distribution(Counter(counts).elements())

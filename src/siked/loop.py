@@ -12,28 +12,55 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 
 from siked.config import DatasetSpec, SikedConfig, dump_config
+from siked.data import load_spec, split_validation
 from siked.evaluation import (
-    decode_and_grade,
     distribution_from_counts,
     kl_divergence,
-    open_student,
     routing,
     sample_summary,
     summarize,
 )
+from siked.grading import Grader
 from siked.io import read_jsonl, write_json, write_jsonl
+from siked.metrics import (
+    METRICS_FILE,
+    VALIDATION,
+    Baseline,
+    DataInfo,
+    EvalInfo,
+    Iteration,
+    Metrics,
+    MixInfo,
+    RoutingInfo,
+    RunInfo,
+    SampleInfo,
+    StageInfo,
+    TeacherInfo,
+    TeacherStats,
+    TrainInfo,
+    TrainStats,
+    best_of,
+    new_metrics,
+    write_metrics,
+)
 from siked.mixing import correct_solutions, mix
 from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, now
+from siked.sandbox import SandboxPool
+from siked.strategies import strategy_names
+from siked.student.decode import decode_and_grade, open_student
 from siked.student.models import release_freed_memory
+from siked.student.train import train_student
+from siked.teachers import teach
 
-VALIDATION = "validation"
+Info = TypeVar("Info", bound=StageInfo)
 
 
 @dataclass
@@ -69,18 +96,22 @@ class Loop:
 
     # -- stage plumbing ---------------------------------------------------------------
 
-    def stage(self, name: str, body: Callable[[], tuple[list[Path], dict[str, Any]]]) -> dict[str, Any]:
+    def stage(self, name: str, kind: type[Info], body: Callable[[], tuple[list[Path], Info]]) -> Info:
         """Run `body` unless the stage is done; returns the stage's recorded info."""
         if self.run.is_done(name):
-            return self.run.info(name)
+            return self.recorded(name, kind)
         self.console.print(f"[bold cyan]stage[/] {name}")
         self.run.start(name)
         started = time.monotonic()
         outputs, info = body()
-        info["seconds"] = round(time.monotonic() - started, 2)
-        self.run.finish(name, outputs, info)
+        info.seconds = round(time.monotonic() - started, 2)
+        self.run.finish(name, outputs, info.dump())
         release_freed_memory()
         return info
+
+    def recorded(self, name: str, kind: type[Info]) -> Info:
+        """The info stage `name` recorded (empty if it has not run)."""
+        return kind.model_validate(self.run.info(name))
 
     def path(self, *parts: str) -> Path:
         return self.run.stage_path(*parts)
@@ -88,14 +119,12 @@ class Loop:
     # -- data and teacher -------------------------------------------------------------
 
     def datasets(self) -> Datasets:
-        from siked.data import load_spec, split_validation
-
         data = self.config.data
         paths = {"train": self.path("data", "train.jsonl"), VALIDATION: self.path("data", "validation.jsonl")}
         for spec in data.evaluation:
             paths[spec_key(spec)] = self.path("data", f"eval-{file_key(spec_key(spec))}.jsonl")
 
-        def load() -> tuple[list[Path], dict[str, Any]]:
+        def load() -> tuple[list[Path], DataInfo]:
             train, validation = split_validation(load_spec(data.train), data.validation_fraction, data.split_seed)
             write_jsonl(paths["train"], train)
             write_jsonl(paths[VALIDATION], validation)
@@ -104,45 +133,41 @@ class Loop:
                 problems = load_spec(spec)
                 write_jsonl(paths[spec_key(spec)], problems)
                 counts[spec_key(spec)] = len(problems)
-            return list(paths.values()), {"counts": counts}
+            return list(paths.values()), DataInfo(counts=counts)
 
-        self.stage("data", load)
+        self.stage("data", DataInfo, load)
         read = {key: read_jsonl(path, Problem) for key, path in paths.items()}
         train = read.pop("train")
         validation = read.pop(VALIDATION)
         return Datasets(train=train, validation=validation, evaluation=read)
 
     def teacher(self, problems: list[Problem]) -> list[Solution]:
-        from siked.teachers import teach
-
         out_dir = self.path("teacher")
 
-        def run_teacher() -> tuple[list[Path], dict[str, Any]]:
+        def run_teacher() -> tuple[list[Path], TeacherInfo]:
             result = teach(self.config, problems, out_dir, console=self.console)
-            return [out_dir / "teacher.jsonl", out_dir / "teacher_stats.json"], {"stats": result.stats}
+            return [out_dir / "teacher.jsonl", out_dir / "teacher_stats.json"], TeacherInfo(stats=result.stats)
 
-        self.stage("teacher", run_teacher)
+        self.stage("teacher", TeacherInfo, run_teacher)
         return read_jsonl(out_dir / "teacher.jsonl", Solution)
 
     # -- the student ----------------------------------------------------------------------
 
     def train(self, name: str, records: list[Solution], problems: list[Problem],
-              previous: Path | None, max_steps: int | None = None) -> tuple[Path, dict[str, Any]]:
-        from siked.student import train_student
-
+              previous: Path | None, max_steps: int | None = None) -> tuple[Path, TrainInfo]:
         model_dir = self.path(name, "model")
 
-        def run_training() -> tuple[list[Path], dict[str, Any]]:
+        def run_training() -> tuple[list[Path], TrainInfo]:
             by_id = {p.id: p for p in problems}
             pairs = [(by_id[r.problem_id], r) for r in records]
             result = train_student(
                 pairs, self.config, model_dir, previous=previous, max_steps=max_steps, console=self.console
             )
-            info = {"examples": len(records), "steps": result.steps, "train_loss": result.train_loss,
-                    "tokens_per_s": result.tokens_per_s}
+            info = TrainInfo(examples=len(records), steps=result.steps, train_loss=result.train_loss,
+                             tokens_per_s=result.tokens_per_s)
             return [model_dir], info
 
-        info = self.stage(f"{name}/train", run_training)
+        info = self.stage(f"{name}/train", TrainInfo, run_training)
         return model_dir, info
 
     def generate_and_grade(self, student: Any, problems: list[Problem], *, greedy: bool,
@@ -150,16 +175,16 @@ class Loop:
         return decode_and_grade(student, problems, self.config, self.grader, greedy=greedy, mode=mode,
                                 samples=samples, console=self.console)
 
-    def evaluate(self, name: str, model_dir: Path, sets: dict[str, list[Problem]]) -> dict[str, Any]:
-        def run_eval() -> tuple[list[Path], dict[str, Any]]:
+    def evaluate(self, name: str, model_dir: Path, sets: dict[str, list[Problem]]) -> EvalInfo:
+        def run_eval() -> tuple[list[Path], EvalInfo]:
             outputs, summaries = [], {}
             with open_student(model_dir, self.config) as student:
                 for key, problems in sets.items():
                     if problems:
                         outputs.append(self.evaluate_set(name, key, student, problems, summaries))
-            return outputs, {"eval": summaries}
+            return outputs, EvalInfo(eval=summaries)
 
-        return self.stage(f"{name}/eval", run_eval)["eval"]
+        return self.stage(f"{name}/eval", EvalInfo, run_eval)
 
     def evaluate_set(self, name: str, key: str, student: Any, problems: list[Problem],
                      summaries: dict[str, Any]) -> Path:
@@ -176,29 +201,30 @@ class Loop:
         samples_path = self.path(name, "samples.jsonl")
         verdicts_path = self.path(name, "sample_verdicts.jsonl")
 
-        def run_sampling() -> tuple[list[Path], dict[str, Any]]:
+        def run_sampling() -> tuple[list[Path], SampleInfo]:
             with open_student(model_dir, self.config) as student:
                 solutions, verdicts = self.generate_and_grade(
                     student, problems, greedy=False, samples=self.config.generation.samples
                 )
             write_jsonl(samples_path, solutions)
             write_jsonl(verdicts_path, verdicts)
-            return [samples_path, verdicts_path], {"student": sample_summary(problems, solutions, verdicts)}
+            return [samples_path, verdicts_path], SampleInfo(student=sample_summary(problems, solutions, verdicts))
 
-        self.stage(f"{name}/sample", run_sampling)
+        self.stage(f"{name}/sample", SampleInfo, run_sampling)
         return correct_solutions(read_jsonl(samples_path, Solution), read_jsonl(verdicts_path, Verdict))
 
     def mix(self, name: str, teacher: list[Solution], student_correct: list[Solution]) -> list[Solution]:
         path = self.path(name, "train.jsonl")
         cfg = self.config.mixing
 
-        def run_mix() -> tuple[list[Path], dict[str, Any]]:
+        def run_mix() -> tuple[list[Path], MixInfo]:
             mixed = mix(teacher, student_correct, cfg.mode, cfg.granularity, cfg.max_per_strategy, cfg.priority)
             write_jsonl(path, mixed.records)
-            return [path], {"train": {"teacher_count": mixed.teacher_count, "student_count": mixed.student_count,
-                                      "alpha": mixed.alpha, "strategy_counts": mixed.strategy_counts}}
+            return [path], MixInfo(train=TrainStats(
+                teacher_count=mixed.teacher_count, student_count=mixed.student_count,
+                alpha=mixed.alpha, strategy_counts=mixed.strategy_counts))
 
-        self.stage(f"{name}/mix", run_mix)
+        self.stage(f"{name}/mix", MixInfo, run_mix)
         return read_jsonl(path, Solution)
 
     # -- the whole run --------------------------------------------------------------------
@@ -213,7 +239,8 @@ class Loop:
             records = self.mix(name, teacher, student_correct) if iteration > 1 else self.mix(name, teacher, [])
             init_from = previous if self.config.train.init == "previous" else None
             model_dir, _ = self.train(name, records, data.train, init_from)
-            accuracy = self.evaluate(name, model_dir, data.eval_sets()).get(VALIDATION, {}).get("accuracy", 0.0)
+            scores = self.evaluate(name, model_dir, data.eval_sets()).eval
+            accuracy = (scores[VALIDATION].accuracy or 0.0) if VALIDATION in scores else 0.0
             if accuracy > best_accuracy:
                 best_accuracy, non_improving = accuracy, 0
             else:
@@ -232,16 +259,13 @@ class Loop:
         records = teacher if method == "combined" else [t for t in teacher if t.strategy == method]
         path = self.path(name, "train.jsonl")
         if not self.run.is_done(f"{name}/mix"):
-            self.stage(f"{name}/mix", lambda: ([path], {"train": {
-                "teacher_count": write_jsonl(path, records), "student_count": 0, "alpha": 1.0,
-                "strategy_counts": dict(sorted(Counter(r.strategy for r in records).items()))}}))
+            self.stage(f"{name}/mix", MixInfo, lambda: ([path], MixInfo(train=TrainStats(
+                teacher_count=write_jsonl(path, records), student_count=0, alpha=1.0,
+                strategy_counts=dict(sorted(Counter(r.strategy for r in records).items()))))))
         model_dir, _ = self.train(name, records, data.train, None, max_steps=max_steps)
         self.evaluate(name, model_dir, data.eval_sets())
 
     def execute(self) -> Path:
-        from siked.grading import Grader
-        from siked.sandbox import SandboxPool
-
         data = self.datasets()
         teacher = self.teacher(data.train)
         loop = self.config.loop
@@ -257,10 +281,9 @@ class Loop:
                     self.baseline(method, data, teacher, budget)
             if loop.routing:
                 self.route(data)
-        metrics = self.metrics()
-        write_json(self.path("metrics.json"), metrics)
+        write_metrics(self.path(METRICS_FILE), self.metrics())
         if loop.report:
-            from siked.report import write_report
+            from siked.report import write_report  # matplotlib: only when a report is asked for
 
             md, html = write_report(self.run.path)
             self.console.print(f"[bold green]report[/] {html}\n       {md}")
@@ -272,9 +295,7 @@ class Loop:
             return
         model_dir = self.path(best, "model")
 
-        def run_routing() -> tuple[list[Path], dict[str, Any]]:
-            from siked.strategies import strategy_names
-
+        def run_routing() -> tuple[list[Path], RoutingInfo]:
             table = {}
             with open_student(model_dir, self.config) as student:
                 for key, problems in data.evaluation.items():
@@ -283,9 +304,9 @@ class Loop:
                     table[key] = routing(problems, forced)
             path = self.path("routing.json")
             write_json(path, table)
-            return [path], {"model": best}
+            return [path], RoutingInfo(model=best)
 
-        self.stage("routing", run_routing)
+        self.stage("routing", RoutingInfo, run_routing)
 
     # -- metrics --------------------------------------------------------------------------
 
@@ -297,24 +318,17 @@ class Loop:
         return names
 
     def best_iteration(self) -> str | None:
-        """The iteration with the best validation accuracy (the earliest on ties); never test."""
-        scored = [(self.run.info(f"{n}/eval").get("eval", {}).get(VALIDATION, {}).get("accuracy"), n)
-                  for n in self.iteration_names()]
-        scored = [(acc, n) for acc, n in scored if acc is not None]
-        if not scored:
-            return None
-        best = max(acc for acc, _ in scored)
-        return next(n for acc, n in scored if acc == best)
+        """The iteration `best_of` picks on the validation set."""
+        results = {n: self.recorded(f"{n}/eval", EvalInfo).eval for n in self.iteration_names()}
+        return best_of((n, r[VALIDATION].accuracy if VALIDATION in r else None) for n, r in results.items())
 
     def total_steps(self) -> int | None:
-        steps = [self.run.info(f"{n}/train").get("steps") for n in self.iteration_names()]
+        steps = [self.recorded(f"{n}/train", TrainInfo).steps for n in self.iteration_names()]
         return sum(s for s in steps if s) or None
 
     def working_time(self) -> tuple[float, str | None]:
         """Seconds spent in stages (over every resume; not the time between a crash and its
         resume) and when the last stage finished."""
-        from datetime import datetime
-
         seconds, last = 0.0, None
         for entry in self.run.manifest["stages"].values():
             if entry.get("status") == "done" and entry.get("started") and entry.get("finished"):
@@ -323,54 +337,54 @@ class Loop:
                 last = max(last or entry["finished"], entry["finished"])
         return seconds, last
 
-    def metrics(self) -> dict[str, Any]:
-        info = self.run.info
-        teacher_stats = info("teacher").get("stats", {})
-        iterations = []
-        for index, name in enumerate(self.iteration_names(), start=1):
-            train = {**info(f"{name}/mix").get("train", {}), **info(f"{name}/train")}
-            train["examples"] = train.get("teacher_count", 0) + train.get("student_count", 0)
-            entry: dict[str, Any] = {"iteration": index, "train": train, "eval": info(f"{name}/eval").get("eval", {})}
-            student = info(f"{name}/sample").get("student")
-            if student:
-                entry["student"] = student
-            train_dist = distribution_from_counts(train.get("strategy_counts", {}))
-            # The student's greedy choices on the validation questions: recorded for every iteration,
-            # the last included (which samples nothing), so the KL is comparable across iterations.
-            chosen = entry["eval"].get(VALIDATION, {}).get("strategy_distribution")
-            if train_dist and chosen:
-                entry["kl_train_student"] = kl_divergence(train_dist, chosen)
-            iterations.append(entry)
+    def train_stats(self, name: str) -> TrainStats:
+        """The mix and the training of `name`, in one record."""
+        mixed = self.recorded(f"{name}/mix", MixInfo).train.dump()
+        return TrainStats(**{**mixed, **self.recorded(f"{name}/train", TrainInfo).dump()})
+
+    def iteration_metrics(self, index: int, name: str) -> Iteration:
+        train = self.train_stats(name)
+        train.examples = (train.teacher_count or 0) + (train.student_count or 0)
+        entry = Iteration(iteration=index, train=train, eval=self.recorded(f"{name}/eval", EvalInfo).eval)
+        student = self.recorded(f"{name}/sample", SampleInfo).student
+        if student:
+            entry.student = student
+        train_dist = distribution_from_counts(train.strategy_counts)
+        # The student's greedy choices on the validation questions: recorded for every iteration,
+        # the last included (which samples nothing), so the KL is comparable across iterations.
+        chosen = entry.eval[VALIDATION].strategy_distribution if VALIDATION in entry.eval else {}
+        if train_dist and chosen:
+            entry.kl_train_student = kl_divergence(train_dist, chosen)
+        return entry
+
+    def metrics(self) -> Metrics:
+        teacher_stats = self.recorded("teacher", TeacherInfo).stats
+        names = self.iteration_names()
         best = self.best_iteration()
         wall_s, finished = self.working_time()
-        baselines = {
-            method: {"train": {**info(f"baselines/{method}/mix").get("train", {}), **info(f"baselines/{method}/train")},
-                     "eval": info(f"baselines/{method}/eval").get("eval", {})}
-            for method in self.config.loop.baselines if method != self.config.loop.method
-        }
-        metrics: dict[str, Any] = {
-            "run": {
-                "out": str(self.run.path), "method": self.config.loop.method,
-                "teacher_backend": self.config.teacher.backend,
-                "reference_solutions": self.config.teacher.backend == "reference",
-                "student_model": self.config.student.model,
-                "mixing": self.config.mixing.model_dump(mode="json"),
-                "started": self.run.manifest["created"], "finished": finished or now(), "wall_s": round(wall_s, 1),
-                "baselines": [m for m in self.config.loop.baselines if m != self.config.loop.method],
-                "routing": self.config.loop.routing,
-            },
-            "teacher": {**teacher_stats, "strategy_counts": {
-                name: stats.get("kept", 0) for name, stats in teacher_stats.get("by_strategy", {}).items()}},
-            "iterations": iterations,
-            "best_iteration": self.iteration_names().index(best) + 1 if best else None,
-            "best_model": f"{best}/model" if best else None,
-            "stopped": self.stopped,
-            "baselines": baselines,
-        }
+        baselines = [m for m in self.config.loop.baselines if m != self.config.loop.method]
         routing_path = self.path("routing.json")
-        if routing_path.exists():
-            metrics["routing"] = json.loads(routing_path.read_text(encoding="utf-8"))
-        return metrics
+        optional = {"routing": json.loads(routing_path.read_text(encoding="utf-8"))} if routing_path.exists() else {}
+        return new_metrics(
+            run=RunInfo(
+                out=str(self.run.path), method=self.config.loop.method,
+                teacher_backend=self.config.teacher.backend,
+                reference_solutions=self.config.teacher.backend == "reference",
+                student_model=self.config.student.model, mixing=self.config.mixing.model_dump(mode="json"),
+                started=self.run.manifest["created"], finished=finished or now(), wall_s=round(wall_s, 1),
+                baselines=baselines, routing=self.config.loop.routing,
+            ),
+            teacher=TeacherStats(**teacher_stats.dump(), strategy_counts={
+                name: stats.kept or 0 for name, stats in teacher_stats.by_strategy.items()}),
+            iterations=[self.iteration_metrics(index, name) for index, name in enumerate(names, start=1)],
+            best_iteration=names.index(best) + 1 if best else None,
+            best_model=f"{best}/model" if best else None,
+            stopped=self.stopped,
+            baselines={method: Baseline(train=self.train_stats(f"baselines/{method}"),
+                                        eval=self.recorded(f"baselines/{method}/eval", EvalInfo).eval)
+                       for method in baselines},
+            **optional,
+        )
 
 
 def run(config: SikedConfig, console: Console | None = None) -> Path:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import resource
+import runpy
 import shutil
 import sys
 import time
@@ -346,7 +347,7 @@ def _callbacks(trainer: Any, progress: bool, console: Any) -> None:
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     if progress:
-        from siked.student.progress import RichTrainProgress
+        from siked.student.progress import RichTrainProgress  # imports transformers
 
         trainer.add_callback(RichTrainProgress(console))
 
@@ -482,10 +483,12 @@ def is_trained(out_dir: Path | str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m siked.student.train ...` = `siked train ...` (for `accelerate launch`)."""
-    from siked.cli import app
+    """`python -m siked.student.train ...` = `siked train ...` (for `accelerate launch`).
 
-    app(args=["train", *(sys.argv[1:] if argv is None else argv)], prog_name="siked.student.train")
+    Runs the CLI module as a program, as `python -m siked.cli train ...` would: the training code
+    does not import the command line that drives it."""
+    sys.argv = ["siked.student.train", "train", *(sys.argv[1:] if argv is None else argv)]
+    runpy.run_module("siked.cli", run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":

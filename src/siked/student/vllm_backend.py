@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from siked.config import GenerationConfig
-from siked.student.generate import Completion, ProgressFn, cut_at_stop
+from siked.student.backend import Completion, ProgressFn, cut_at_stop
 from siked.student.models import ModelError, StudentSource
 
 ADAPTER_NAME = "siked-student"

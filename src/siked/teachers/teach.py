@@ -25,9 +25,11 @@ from rich.console import Console
 from rich.table import Table
 
 from siked.config import SikedConfig, TeacherConfig
+from siked.grading import Grader
 from siked.io import write_json, write_jsonl
 from siked.progress import make_progress
 from siked.records import Problem, Solution, Verdict
+from siked.sandbox import SandboxPool
 from siked.strategies import get_strategy
 from siked.teachers.base import Ledger, SolveContext, Teacher, TeacherError, cost
 
@@ -149,9 +151,6 @@ def _check_strategies(names: Sequence[str]) -> list[str]:
 def _grade(
     config: SikedConfig, problems: Sequence[Problem], samples: Sequence[Solution], sandbox: Any, bars: Any
 ) -> list[Verdict]:
-    from siked.grading import Grader
-    from siked.sandbox import SandboxPool
-
     by_id = {problem.id: problem for problem in problems}
     items = [(by_id[s.problem_id], s.strategy, s.solution) for s in samples]
     task = bars.add_task("grading", total=len(items))

@@ -14,11 +14,11 @@ from rich.table import Table
 
 from siked.config import ConfigError, SikedConfig, load_config
 from siked.data import DataError, load_problems, load_spec, parse_data_spec
-from siked.evaluation import summarize
+from siked.evaluation import run_overview, summarize
 from siked.grading import Grader
 from siked.io import RecordError, read_jsonl_numbered, write_jsonl
 from siked.loop import run as run_loop
-from siked.metrics import NO_STRATEGY, MetricsError, run_overview
+from siked.metrics import NO_STRATEGY, MetricsError
 from siked.progress import make_progress
 from siked.records import Solution
 from siked.rundir import RunDirError

@@ -9,18 +9,24 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 
+from siked.metrics import (
+    VALIDATION,
+    EvalResult,
+    RoutingResult,
+    Score,
+    StudentStats,
+    TrainStats,
+    load_metrics,
+)
 from siked.records import Problem, Solution, Verdict
 
 
-def accuracy_block(verdicts: Iterable[Verdict]) -> dict[str, float | int]:
+def score(verdicts: Iterable[Verdict]) -> Score:
     verdicts = list(verdicts)
     correct = sum(v.correct for v in verdicts)
-    return {
-        "total": len(verdicts),
-        "correct": correct,
-        "accuracy": correct / len(verdicts) if verdicts else 0.0,
-    }
+    return Score(total=len(verdicts), correct=correct, accuracy=correct / len(verdicts) if verdicts else 0.0)
 
 
 def distribution(names: Iterable[str]) -> dict[str, float]:
@@ -36,16 +42,17 @@ def distribution_from_counts(counts: Mapping[str, int]) -> dict[str, float]:
 
 
 def summarize(verdicts: Sequence[Verdict]) -> dict:
-    """Greedy-evaluation summary: one verdict per problem."""
+    """Greedy-evaluation summary (an `EvalResult`): one verdict per problem."""
     by_strategy: dict[str, list[Verdict]] = defaultdict(list)
     for verdict in verdicts:
         by_strategy[verdict.strategy].append(verdict)
-    return {
-        **accuracy_block(verdicts),
-        "by_strategy": {name: accuracy_block(group) for name, group in sorted(by_strategy.items())},
-        "strategy_distribution": distribution(v.strategy for v in verdicts),
-        "by_status": dict(sorted(Counter(v.status for v in verdicts).items())),
-    }
+    total = score(verdicts)
+    return EvalResult(
+        total=total.total, correct=total.correct, accuracy=total.accuracy,
+        by_strategy={name: score(group) for name, group in sorted(by_strategy.items())},
+        strategy_distribution=distribution(v.strategy for v in verdicts),
+        by_status=dict(sorted(Counter(v.status for v in verdicts).items())),
+    ).dump()
 
 
 def kl_divergence(p: Mapping[str, float], q: Mapping[str, float], eps: float = 1e-6) -> float:
@@ -63,13 +70,10 @@ def kl_divergence(p: Mapping[str, float], q: Mapping[str, float], eps: float = 1
 def sample_summary(problems: Sequence[Problem], solutions: Sequence[Solution], verdicts: Sequence[Verdict]) -> dict:
     """What the student's own samples on the training questions look like."""
     solved = {v.problem_id for v in verdicts if v.correct}
-    return {
-        "samples": len(solutions),
-        "correct": sum(v.correct for v in verdicts),
-        "questions": len(problems),
-        "solved_questions": len(solved),
-        "strategy_counts": dict(sorted(Counter(s.strategy for s in solutions).items())),
-    }
+    return StudentStats(
+        samples=len(solutions), correct=sum(v.correct for v in verdicts), questions=len(problems),
+        solved_questions=len(solved), strategy_counts=dict(sorted(Counter(s.strategy for s in solutions).items())),
+    ).dump()
 
 
 def routing(problems: Sequence[Problem], forced: Mapping[str, Sequence[Verdict]]) -> dict:
@@ -85,12 +89,35 @@ def routing(problems: Sequence[Problem], forced: Mapping[str, Sequence[Verdict]]
         for name, solved in solved_by.items()
     }
     best_single = max((len(s) for s in solved_by.values()), default=0)
+    return RoutingResult(
+        questions=len(ids),
+        oracle_accuracy=len(any_solved & set(ids)) / len(ids) if ids else 0.0,
+        best_single_accuracy=best_single / len(ids) if ids else 0.0,
+        solved_by={name: len(s) for name, s in solved_by.items()},
+        only_by=only_by,
+        forced_accuracy={name: score(vs).accuracy for name, vs in forced.items()},
+        per_question={pid: sorted(n for n, s in solved_by.items() if pid in s) for pid in ids},
+    ).dump()
+
+
+def run_overview(run_dir: Path) -> dict:
+    """`siked eval RUN`, from its metrics.json: per iteration α, the strategy distributions of the
+    teacher data, the mix and the student, and the KL."""
+    metrics = load_metrics(Path(run_dir))
+    rows = []
+    for entry in metrics.iterations:
+        train = entry.train or TrainStats()
+        rows.append({
+            "iteration": entry.iteration,
+            "alpha": train.alpha if train.alpha is not None else 0.0,
+            "train": distribution_from_counts(train.strategy_counts),
+            "student": distribution_from_counts(entry.student.strategy_counts if entry.student else {}),
+            "kl": entry.kl_train_student,
+            "validation": entry.eval[VALIDATION].accuracy if VALIDATION in entry.eval else None,
+        })
     return {
-        "questions": len(ids),
-        "oracle_accuracy": len(any_solved & set(ids)) / len(ids) if ids else 0.0,
-        "best_single_accuracy": best_single / len(ids) if ids else 0.0,
-        "solved_by": {name: len(s) for name, s in solved_by.items()},
-        "only_by": only_by,
-        "forced_accuracy": {name: accuracy_block(vs)["accuracy"] for name, vs in forced.items()},
-        "per_question": {pid: sorted(n for n, s in solved_by.items() if pid in s) for pid in ids},
+        "run": str(run_dir),
+        "best_model": metrics.best_model,
+        "teacher": distribution_from_counts(metrics.teacher.strategy_counts if metrics.teacher else {}),
+        "iterations": rows,
     }

@@ -111,7 +111,7 @@ class Loop:
 
     def recorded(self, name: str, kind: type[Info]) -> Info:
         """The info stage `name` recorded (empty if it has not run)."""
-        return kind.model_validate(self.run.info(name))
+        return kind.read(self.run.info(name))
 
     def path(self, *parts: str) -> Path:
         return self.run.stage_path(*parts)

@@ -11,6 +11,7 @@ from a newer schema is refused with a message naming the version and the siked t
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -19,7 +20,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from siked import __version__
-from siked.evaluation import distribution_from_counts
 from siked.io import write_json
 
 SCHEMA_VERSION = 1
@@ -30,6 +30,7 @@ NO_STRATEGY = "none"
 """Strategy name of a student output that carries no known `[tag]:` (graded `invalid`)."""
 
 T = TypeVar("T")
+R = TypeVar("R", bound="Record")
 
 
 class MetricsError(ValueError):
@@ -37,13 +38,33 @@ class MetricsError(ValueError):
 
 
 class Record(BaseModel):
-    # Keys a newer writer added are kept, not refused, so a report can still be drawn from them;
-    # a file from a newer *schema* is refused by version instead (see `load_metrics`).
-    model_config = ConfigDict(extra="allow")
+    # A writer cannot add a key the schema does not name (a typo fails where it is made); a reader
+    # drops keys it does not know (`read`), so a newer writer's additions do not stop a report.
+    model_config = ConfigDict(extra="forbid")
 
     def dump(self) -> dict[str, Any]:
         """JSON-ready, with only the keys that were set (absent stays absent, None stays null)."""
         return self.model_dump(mode="json", exclude_unset=True)
+
+    @classmethod
+    def read(cls: type[R], data: Any) -> R:
+        """Validate recorded data, ignoring keys this schema does not name."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            unknown = [err["loc"] for err in exc.errors() if err["type"] == "extra_forbidden"]
+            if not unknown:
+                raise
+        data = copy.deepcopy(data)
+        for loc in unknown:
+            _drop(data, loc)
+        return cls.model_validate(data)
+
+
+def _drop(data: Any, loc: tuple[str | int, ...]) -> None:
+    for part in loc[:-1]:
+        data = data[part]
+    data.pop(loc[-1], None)
 
 
 # -- evaluation, training and sampling results -------------------------------------------------
@@ -288,7 +309,7 @@ def load_metrics(run_dir: Path) -> Metrics:
         raise MetricsError(f"{path} cannot be read: {exc}") from None
     check_version(path, data)
     try:
-        metrics = Metrics.model_validate(data)
+        metrics = Metrics.read(data)
     except ValidationError as exc:
         problems = [f"  {'.'.join(str(part) for part in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()]
         raise MetricsError("\n".join([f"{path} does not match the metrics schema:", *problems])) from None
@@ -304,25 +325,3 @@ def check_version(path: Path, data: Any) -> None:
             f"{path} was written by siked {writer} with metrics schema version {version}; this siked "
             f"({__version__}) reads schema versions up to {SCHEMA_VERSION}: upgrade siked to read it"
         )
-
-
-def run_overview(run_dir: Path) -> dict:
-    """`siked eval RUN`: per iteration, α, the strategy distributions of teacher data, mix and student, and the KL."""
-    metrics = load_metrics(Path(run_dir))
-    rows = []
-    for entry in metrics.iterations:
-        train = entry.train or TrainStats()
-        rows.append({
-            "iteration": entry.iteration,
-            "alpha": train.alpha if train.alpha is not None else 0.0,
-            "train": distribution_from_counts(train.strategy_counts),
-            "student": distribution_from_counts(entry.student.strategy_counts if entry.student else {}),
-            "kl": entry.kl_train_student,
-            "validation": entry.eval[VALIDATION].accuracy if VALIDATION in entry.eval else None,
-        })
-    return {
-        "run": str(run_dir),
-        "best_model": metrics.best_model,
-        "teacher": distribution_from_counts(metrics.teacher.strategy_counts if metrics.teacher else {}),
-        "iterations": rows,
-    }

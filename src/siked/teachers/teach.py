@@ -27,6 +27,7 @@ from rich.table import Table
 from siked.config import SikedConfig, TeacherConfig
 from siked.grading import Grader
 from siked.io import write_json, write_jsonl
+from siked.metrics import TeacherStats, TeacherStrategyStats
 from siked.progress import make_progress
 from siked.records import Problem, Solution, Verdict
 from siked.sandbox import SandboxPool
@@ -129,10 +130,11 @@ def teach(
     stats = teacher_stats(
         teacher, teacher_config, gradable, strategies, samples, verdicts, kept, context.ledger, timings
     )
-    stats["problems_without_numeric_gold"] = len(problems) - len(gradable)
+    stats.problems_without_numeric_gold = len(problems) - len(gradable)
     files = _write(out_dir, samples, verdicts, kept, stats, context.log_path if teacher.uses_llm else None)
-    print_summary(console, stats, files)
-    return TeachResult(kept=kept, samples=samples, verdicts=verdicts, stats=stats, out_dir=out_dir, files=files)
+    recorded = stats.dump()
+    print_summary(console, recorded, files)
+    return TeachResult(kept=kept, samples=samples, verdicts=verdicts, stats=recorded, out_dir=out_dir, files=files)
 
 
 def _check_strategies(names: Sequence[str]) -> list[str]:
@@ -188,7 +190,7 @@ def teacher_stats(
     kept: Sequence[Solution],
     ledger: Ledger,
     timings: dict[str, float],
-) -> dict[str, Any]:
+) -> TeacherStats:
     questions = len(problems)
     solved: dict[str, set[str]] = {name: set() for name in strategies}
     sample_count: Counter[str] = Counter()
@@ -203,47 +205,47 @@ def teacher_stats(
     kept_count = Counter(solution.strategy for solution in kept)
     by_strategy = {}
     for name in strategies:
-        by_strategy[name] = {
-            "attempted": questions,
-            "correct": len(solved[name]),
-            "kept": kept_count[name],
-            "solve_rate": len(solved[name]) / questions,
-            "samples": sample_count[name],
-            "correct_samples": correct_samples[name],
-            "sample_accuracy": correct_samples[name] / sample_count[name] if sample_count[name] else 0.0,
-            "statuses": dict(statuses[name]),
-        }
+        by_strategy[name] = TeacherStrategyStats(
+            attempted=questions,
+            correct=len(solved[name]),
+            kept=kept_count[name],
+            solve_rate=len(solved[name]) / questions,
+            samples=sample_count[name],
+            correct_samples=correct_samples[name],
+            sample_accuracy=correct_samples[name] / sample_count[name] if sample_count[name] else 0.0,
+            statuses=dict(statuses[name]),
+        )
     covered = set().union(*solved.values()) if solved else set()
     total = ledger.total()
     prices = (config.price_prompt_per_mtok, config.price_completion_per_mtok)
-    stats: dict[str, Any] = {
-        "backend": teacher.backend,
-        "model": teacher.model_name,
-        "origin": teacher.origin,
-        "reference_solutions": teacher.backend == "reference",
-        "problems": questions,
-        "strategies": list(strategies),
-        "samples_per_question": config.samples if teacher.uses_llm else None,
-        "keep_per_strategy": config.keep_per_strategy,
-        "by_strategy": by_strategy,
-        "oracle_coverage": len(covered) / questions,
-        "questions_solved": len(covered),
-        "kept": len(kept),
-        "kept_share": {name: kept_count[name] / len(kept) if kept else 0.0 for name in strategies},
-        "requests": total.requests,
-        "failed_requests": total.failed_requests,
-        "retries": total.retries,
-        "prompt_tokens": total.prompt_tokens,
-        "completion_tokens": total.completion_tokens,
-        "cached_completions": total.cached_completions,
-        "cost": cost(total, *prices),
-        "ledger": ledger.summary(*prices),
-        "seconds": {name: round(value, 3) for name, value in timings.items()},
-    }
+    stats = TeacherStats(
+        backend=teacher.backend,
+        model=teacher.model_name,
+        origin=teacher.origin,
+        reference_solutions=teacher.backend == "reference",
+        problems=questions,
+        strategies=list(strategies),
+        samples_per_question=config.samples if teacher.uses_llm else None,
+        keep_per_strategy=config.keep_per_strategy,
+        by_strategy=by_strategy,
+        oracle_coverage=len(covered) / questions,
+        questions_solved=len(covered),
+        kept=len(kept),
+        kept_share={name: kept_count[name] / len(kept) if kept else 0.0 for name in strategies},
+        requests=total.requests,
+        failed_requests=total.failed_requests,
+        retries=total.retries,
+        prompt_tokens=total.prompt_tokens,
+        completion_tokens=total.completion_tokens,
+        cached_completions=total.cached_completions,
+        cost=cost(total, *prices),
+        ledger=ledger.summary(*prices),
+        seconds={name: round(value, 3) for name, value in timings.items()},
+    )
     if teacher.uses_llm:
-        stats["ledger_all_runs"] = teacher.log_ledger.summary(*prices)  # type: ignore[attr-defined]
+        stats.ledger_all_runs = teacher.log_ledger.summary(*prices)  # type: ignore[attr-defined]
     if teacher.backend == "reference":
-        stats["notice"] = REFERENCE_NOTICE
+        stats.notice = REFERENCE_NOTICE
     return stats
 
 
@@ -252,7 +254,7 @@ def _write(
     samples: Sequence[Solution],
     verdicts: Sequence[Verdict],
     kept: Sequence[Solution],
-    stats: dict[str, Any],
+    stats: TeacherStats,
     log_path: Path | None,
 ) -> dict[str, Path]:
     files = {
@@ -262,7 +264,7 @@ def _write(
     }
     if log_path is not None:
         files["completions"] = Path(log_path)
-    stats["files"] = {name: str(path) for name, path in files.items()}
+    stats.files = {name: str(path) for name, path in files.items()}
     rows = (
         {
             **sample.model_dump(mode="json"),
@@ -275,7 +277,7 @@ def _write(
     )
     write_jsonl(files["samples"], rows)
     write_jsonl(files["teacher"], kept)
-    write_json(files["stats"], stats)
+    write_json(files["stats"], stats.dump())
     return files
 
 

@@ -4,6 +4,7 @@ included, `if TYPE_CHECKING:` blocks excepted) and no module much longer than 60
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -124,6 +125,23 @@ def test_no_module_is_much_longer_than_600_lines() -> None:
     lengths = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in modules().items()}
     too_long = {name: n for name, n in lengths.items() if n > MAX_LINES}
     assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"
+
+
+def test_the_sandbox_worker_side_is_standard_library_only() -> None:
+    """The worker package runs without siked or any third-party library (loaded by path)."""
+    outside = {}
+    for path in sorted((PACKAGE / "sandbox" / "worker").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            foreign = [n for n in names if n.split(".")[0] not in sys.stdlib_module_names | {"__future__"}]
+            if foreign:
+                outside[f"{path.name}:{node.lineno}"] = foreign
+    assert not outside, f"non-standard-library imports on the worker side: {outside}"
 
 
 if __name__ == "__main__":

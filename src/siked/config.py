@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from siked.registry import TEACHER_BACKENDS
 
 
 class Section(BaseModel):
@@ -60,10 +62,19 @@ class GradingConfig(Section):
 
 
 class TeacherConfig(Section):
-    backend: Literal["openai", "vllm", "hf", "file", "reference"] = "reference"
+    backend: str = "reference"
     """openai: an OpenAI-compatible server; vllm: the offline vLLM engine (GPU, extra `siked[vllm]`);
     hf: a local transformers model; file: pre-generated solutions; reference: the dataset's own
-    worked solutions turned into every strategy (no LLM)."""
+    worked solutions turned into every strategy (no LLM); or a backend registered in
+    `siked.registry.TEACHER_BACKENDS`."""
+
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, backend: str) -> str:
+        if backend not in TEACHER_BACKENDS:
+            raise ValueError(f"unknown teacher backend {backend!r} (known: {', '.join(TEACHER_BACKENDS)})")
+        return backend
+
     base_url: str | None = None
     """OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."""
     model: str | None = None

@@ -30,6 +30,7 @@ from siked.io import write_json, write_jsonl
 from siked.metrics import TeacherStats, TeacherStrategyStats
 from siked.progress import make_progress
 from siked.records import Problem, Solution, Verdict
+from siked.registry import TEACHER_BACKENDS
 from siked.sandbox import SandboxPool
 from siked.strategies import get_strategy
 from siked.teachers.base import Ledger, SolveContext, Teacher, TeacherError, cost
@@ -45,29 +46,12 @@ REFERENCE_NOTICE = (
 
 
 def make_teacher(config: TeacherConfig) -> Teacher:
-    """The backend named by `config.backend`; heavy libraries are imported only when used."""
-    backend = config.backend
-    if backend == "openai":
-        from siked.teachers.openai_client import OpenAITeacher
-
-        return OpenAITeacher(config)
-    if backend == "hf":
-        from siked.teachers.local_models import HFTeacher
-
-        return HFTeacher(config)
-    if backend == "vllm":
-        from siked.teachers.local_models import VLLMTeacher
-
-        return VLLMTeacher(config)
-    if backend == "file":
-        from siked.teachers.file_import import FileTeacher
-
-        return FileTeacher(config)
-    if backend == "reference":
-        from siked.teachers.reference import ReferenceTeacher
-
-        return ReferenceTeacher(config)
-    raise TeacherError(f"unknown teacher backend {backend!r} (openai, vllm, hf, file, reference)")
+    """The backend registered as `config.backend` (`siked.registry.TEACHER_BACKENDS`)."""
+    try:
+        backend = TEACHER_BACKENDS[config.backend]
+    except KeyError as exc:
+        raise TeacherError(exc.args[0]) from None
+    return backend(config)
 
 
 @dataclass

@@ -295,7 +295,7 @@ def run(
     cfg = config_from(config, (overrides or []) + ([f"out={out}"] if out else []))
     try:
         run_dir = run_loop(cfg, console)
-    except RunDirError as exc:
+    except (RunDirError, ConfigError) as exc:
         fail(str(exc))
         raise
     typer.echo(run_dir)
@@ -403,7 +403,7 @@ def train(
     try:
         examples = read_examples(data_path, problems)
         result = train_student(examples, cfg, out, previous=previous, console=console)
-    except (TrainDataError, ModelError) as exc:
+    except (TrainDataError, ModelError, ConfigError) as exc:
         fail(str(exc))
         raise
     if not is_main_process():  # under accelerate launch / torchrun only the main process reports

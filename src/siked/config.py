@@ -161,6 +161,10 @@ class TrainConfig(Section):
     resume: bool = True
     """Resume from the newest checkpoint in the output directory when there is one."""
     seed: int = 0
+    trainer_kwargs: dict[str, Any] = {}
+    """Any other `trl.SFTConfig` / `transformers.TrainingArguments` field, passed through as given, e.g.
+    `{lr_scheduler_type: cosine, max_grad_norm: 0.5}`; also overrides what siked fixes (linear schedule,
+    loss on the completion only, no packing). Keys siked sets from a field above are refused, naming it."""
 
 
 class GenerationConfig(Section):

@@ -57,7 +57,7 @@ from siked.sandbox import SandboxPool
 from siked.strategies import strategy_names
 from siked.student.decode import decode_and_grade, open_student
 from siked.student.models import release_freed_memory
-from siked.student.train import train_student
+from siked.student.train import check_trainer_kwargs, train_student
 from siked.teachers import teach
 
 Info = TypeVar("Info", bound=StageInfo)
@@ -266,6 +266,7 @@ class Loop:
         self.evaluate(name, model_dir, data.eval_sets())
 
     def execute(self) -> Path:
+        check_trainer_kwargs(self.config.train)
         data = self.datasets()
         teacher = self.teacher(data.train)
         loop = self.config.loop

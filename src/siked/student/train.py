@@ -21,6 +21,7 @@ trainer picks up the distributed setup, and only the main process writes files.
 
 from __future__ import annotations
 
+import difflib
 import json
 import resource
 import runpy
@@ -32,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siked.config import SikedConfig, StudentConfig, TrainConfig
+from siked.config import ConfigError, SikedConfig, StudentConfig, TrainConfig
 from siked.io import RecordError, atomic_directory, iter_jsonl
 from siked.records import Problem, Solution
 from siked.strategies import strategy_names, student_prompt, student_target
@@ -284,7 +285,7 @@ def sft_config(out_dir: Path, train_cfg: TrainConfig) -> Any:
     # transformers 5 renamed gradient_checkpointing; older releases only know the old name.
     fields = {f.name for f in dataclasses.fields(SFTConfig)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-    return SFTConfig(
+    settings = dict(
         output_dir=str(out_dir / "checkpoints"),
         learning_rate=train_cfg.learning_rate,
         num_train_epochs=train_cfg.epochs,
@@ -310,6 +311,51 @@ def sft_config(out_dir: Path, train_cfg: TrainConfig) -> Any:
         disable_tqdm=True,
         dataset_num_proc=None,
     )
+    overrides = trainer_overrides(train_cfg, fields)
+    try:
+        return SFTConfig(**{**settings, **overrides})
+    except (TypeError, ValueError) as exc:
+        if not overrides:
+            raise
+        raise ConfigError(f"train.trainer_kwargs: trl.SFTConfig refuses them: {exc}") from None
+
+
+MANAGED_FIELDS = {
+    "output_dir": None, "learning_rate": "learning_rate", "num_train_epochs": "epochs", "max_steps": "max_steps",
+    "per_device_train_batch_size": "per_device_batch_size",
+    "gradient_accumulation_steps": "gradient_accumulation_steps", "warmup_steps": "warmup_steps",
+    "weight_decay": "weight_decay", "max_length": "max_length", "bf16": "bf16",
+    "gradient_checkpointing": "gradient_checkpointing", "activation_checkpointing": "gradient_checkpointing",
+    "logging_steps": "logging_steps", "save_steps": "save_steps", "save_total_limit": "save_total_limit",
+    "seed": "seed", "data_seed": "seed",
+}
+"""SFTConfig fields siked sets from a `train.*` field (None: from the output directory)."""
+
+
+def check_trainer_kwargs(train_cfg: TrainConfig) -> None:
+    """Fail before any stage runs on a `train.trainer_kwargs` key SFTConfig would not take."""
+    if train_cfg.trainer_kwargs:
+        import dataclasses
+
+        from trl import SFTConfig  # heavy: only when pass-through keys are given
+
+        trainer_overrides(train_cfg, {f.name for f in dataclasses.fields(SFTConfig)})
+
+
+def trainer_overrides(train_cfg: TrainConfig, fields: set[str]) -> dict[str, Any]:
+    """`train.trainer_kwargs`, checked against SFTConfig's `fields`: each key must be one of them and
+    not one that siked sets from its own config."""
+    for key in train_cfg.trainer_kwargs:
+        where = f"train.trainer_kwargs.{key}"
+        if key in MANAGED_FIELDS:
+            source = MANAGED_FIELDS[key]
+            raise ConfigError(f"{where}: siked sets it " + (
+                f"from train.{source}; set that instead" if source else "itself (checkpoints go under --out)"))
+        if key not in fields:
+            close = difflib.get_close_matches(key, fields, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ConfigError(f"{where}: not a field of trl.SFTConfig / transformers.TrainingArguments{hint}")
+    return dict(train_cfg.trainer_kwargs)
 
 
 # --- training ---------------------------------------------------------------------------------

@@ -284,4 +284,4 @@ def test_cli_run_refuses_an_unknown_trainer_kwarg_before_any_stage(tmp_path: Pat
     result = CliRunner().invoke(app, ["run", "--out", str(out), "--set", "train.trainer_kwargs={warmup_ratioo: 0.1}"])
     assert result.exit_code == 2, result.output
     assert "train.trainer_kwargs.warmup_ratioo: not a field" in result.output and "warmup_ratio" in result.output
-    assert not (out / "data").exists()  # nothing ran
+    assert not out.exists()  # nothing ran, no run directory holds the bad config

@@ -86,6 +86,7 @@ class Loop:
     """One `siked run`: holds the config, the run directory and the shared grader."""
 
     def __init__(self, config: SikedConfig, console: Console | None = None):
+        check_trainer_kwargs(config.train)  # before the run directory records a config that cannot train
         self.config = config
         self.console = console or Console(stderr=True)
         self.run = RunDir.open(config)
@@ -266,7 +267,6 @@ class Loop:
         self.evaluate(name, model_dir, data.eval_sets())
 
     def execute(self) -> Path:
-        check_trainer_kwargs(self.config.train)
         data = self.datasets()
         teacher = self.teacher(data.train)
         loop = self.config.loop

@@ -18,7 +18,7 @@ from siked.evaluation import run_overview, summarize
 from siked.grading import Grader
 from siked.io import RecordError, read_jsonl_numbered, write_jsonl
 from siked.loop import run as run_loop
-from siked.metrics import NO_STRATEGY, MetricsError
+from siked.metrics import NO_STRATEGY, EvalResult, MetricsError
 from siked.progress import make_progress
 from siked.records import Solution
 from siked.rundir import RunDirError
@@ -215,14 +215,15 @@ def grade(
 
 
 def print_grade_summary(summary: dict) -> None:
-    table = Table(title=f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['total']})")
+    result = EvalResult.read(summary)
+    table = Table(title=f"accuracy {result.rate or 0.0:.1%} ({result.correct}/{result.total})")
     for column in ("strategy", "total", "correct", "accuracy"):
         table.add_column(column)
-    for name, block in summary["by_strategy"].items():
-        table.add_row(name, str(block["total"]), str(block["correct"]), f"{block['accuracy']:.1%}")
+    for name, block in result.by_strategy.items():
+        table.add_row(name, str(block.total), str(block.correct), f"{block.rate or 0.0:.1%}")
     out = Console()
     out.print(table)
-    out.print("status: " + ", ".join(f"{k} {v}" for k, v in summary["by_status"].items()))
+    out.print("status: " + ", ".join(f"{k} {v}" for k, v in result.by_status.items()))
 
 
 @app.command()
@@ -468,7 +469,7 @@ def sample(
         typer.echo(json.dumps(summary))
         return
     print_grade_summary(summary)
-    choices = ", ".join(f"{name} {share:.0%}" for name, share in summary["strategy_distribution"].items())
+    choices = ", ".join(f"{name} {share:.0%}" for name, share in EvalResult.read(summary).strategy_distribution.items())
     console.print(f"strategy choices: {choices}")
     console.print(f"solved {summary['solved_questions']}/{len(problems)} questions; "
                   f"{run.generated_tokens:,} tokens at {run.tokens_per_s:,.1f} tokens/s")

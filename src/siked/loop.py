@@ -35,6 +35,7 @@ from siked.metrics import (
     Baseline,
     DataInfo,
     EvalInfo,
+    EvalResult,
     Iteration,
     Metrics,
     MixInfo,
@@ -194,7 +195,7 @@ class Loop:
         write_jsonl(path, [{**s.model_dump(mode="json"), "verdict": v.model_dump(mode="json")}
                            for s, v in zip(solutions, verdicts, strict=True)])
         summaries[key] = summarize(verdicts)
-        self.console.print(f"  {name} {key}: accuracy {summaries[key]['accuracy']:.1%}")
+        self.console.print(f"  {name} {key}: accuracy {EvalResult.read(summaries[key]).rate:.1%}")
         return path
 
     def sample(self, name: str, model_dir: Path, problems: list[Problem]) -> list[Solution]:

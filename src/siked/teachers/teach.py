@@ -116,9 +116,8 @@ def teach(
     )
     stats.problems_without_numeric_gold = len(problems) - len(gradable)
     files = _write(out_dir, samples, verdicts, kept, stats, context.log_path if teacher.uses_llm else None)
-    recorded = stats.dump()
-    print_summary(console, recorded, files)
-    return TeachResult(kept=kept, samples=samples, verdicts=verdicts, stats=recorded, out_dir=out_dir, files=files)
+    print_summary(console, stats, files)
+    return TeachResult(kept=kept, samples=samples, verdicts=verdicts, stats=stats.dump(), out_dir=out_dir, files=files)
 
 
 def _check_strategies(names: Sequence[str]) -> list[str]:
@@ -265,26 +264,26 @@ def _write(
     return files
 
 
-def print_summary(console: Console, stats: dict[str, Any], files: dict[str, Path]) -> None:
-    table = Table(title=f"teacher {stats['origin']} on {stats['problems']} questions")
+def print_summary(console: Console, stats: TeacherStats, files: dict[str, Path]) -> None:
+    table = Table(title=f"teacher {stats.origin} on {stats.problems} questions")
     for column in ("strategy", "solved", "solve rate", "samples correct", "kept"):
         table.add_column(column, justify="left" if column == "strategy" else "right")
-    for name, row in stats["by_strategy"].items():
+    for name, row in stats.by_strategy.items():
         table.add_row(
-            name, f"{row['correct']}/{row['attempted']}", f"{row['solve_rate']:.1%}",
-            f"{row['correct_samples']}/{row['samples']}", str(row["kept"]),
+            name, f"{row.correct}/{row.attempted}", f"{row.solve_rate:.1%}",
+            f"{row.correct_samples}/{row.samples}", str(row.kept),
         )
     console.print(table)
-    line = f"oracle coverage {stats['oracle_coverage']:.1%}, kept {stats['kept']} solutions"
-    if stats["requests"] or stats["cached_completions"]:
+    line = f"oracle coverage {stats.oracle_coverage:.1%}, kept {stats.kept} solutions"
+    if stats.requests or stats.cached_completions:
         line += (
-            f"; {stats['requests']} requests ({stats['retries']} retries, {stats['failed_requests']} failed), "
-            f"{stats['prompt_tokens']} prompt + {stats['completion_tokens']} completion tokens, "
-            f"{stats['cached_completions']} completions from the cache"
+            f"; {stats.requests} requests ({stats.retries} retries, {stats.failed_requests} failed), "
+            f"{stats.prompt_tokens} prompt + {stats.completion_tokens} completion tokens, "
+            f"{stats.cached_completions} completions from the cache"
         )
-    if stats["cost"] is not None:
-        line += f", cost {stats['cost']:.4f}"
+    if stats.cost is not None:
+        line += f", cost {stats.cost:.4f}"
     console.print(line, highlight=False)
-    if stats["reference_solutions"]:
+    if stats.reference_solutions:
         console.print(f"[bold yellow]{REFERENCE_NOTICE}[/]")
     console.print(f"kept solutions: {files['teacher']}\nstats: {files['stats']}", highlight=False)

@@ -6,12 +6,7 @@ import math
 from pathlib import Path
 
 from siked.evaluation import distribution_from_counts
-from siked.metrics import (
-    EvalResult,
-    Metrics,
-    TrainStats,
-    load_metrics,
-)
+from siked.metrics import EvalResult, Metrics, TrainStats, load_metrics
 from siked.report.document import BEST_MARK, MISSING, fmt_num, fmt_pct, fmt_score
 from siked.report.view import dataset_names, ordered_strategies
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from siked.metrics import (
-    EvalResult,
-)
+from siked.metrics import EvalResult
 
 DPI = 100
 BEST_MARK = "★"

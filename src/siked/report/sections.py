@@ -4,11 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from siked.metrics import (
-    VALIDATION,
-    TeacherStrategyStats,
-    TrainStats,
-)
+from siked.metrics import VALIDATION, TeacherStrategyStats, TrainStats
 from siked.report.document import (
     BEST_MARK,
     MISSING,

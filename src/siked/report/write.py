@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from siked.io import atomic_path
-from siked.metrics import (
-    load_metrics,
-)
+from siked.metrics import load_metrics
 from siked.report.document import Plot
 from siked.report.htmlpage import render_html
 from siked.report.markdown import PLOTS_DIR, render_markdown

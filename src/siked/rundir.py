@@ -36,6 +36,8 @@ def config_fingerprint(config: SikedConfig) -> dict[str, Any]:
     """The config fields that decide a run's results (the run directory itself excluded)."""
     data = config.model_dump(mode="json")
     data.pop("out", None)
+    if not data["train"]["trainer_kwargs"]:  # unused: runs from before the field existed still resume
+        del data["train"]["trainer_kwargs"]
     return data
 
 

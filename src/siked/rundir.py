@@ -33,9 +33,10 @@ def now() -> str:
 
 
 def config_fingerprint(config: SikedConfig) -> dict[str, Any]:
-    """The config fields that decide a run's results (the run directory itself excluded)."""
+    """The config fields that decide a run's results (the run directory and trackers excluded)."""
     data = config.model_dump(mode="json")
     data.pop("out", None)
+    data.pop("tracking", None)
     if not data["train"]["trainer_kwargs"]:  # unused: runs from before the field existed still resume
         del data["train"]["trainer_kwargs"]
     return data

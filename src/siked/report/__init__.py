@@ -8,7 +8,8 @@ metrics.json may be partial (a run still in progress): whatever is there is rend
 section lists what is not there yet.
 """
 
-from siked.report.compare import compare_runs, wilson_interval
+from siked.evaluation import wilson_interval
+from siked.report.compare import compare_runs
 from siked.report.view import ReportError
 from siked.report.write import write_report
 

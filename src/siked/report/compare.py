@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
-from siked.evaluation import distribution_from_counts
+from siked.evaluation import distribution_from_counts, wilson_interval
 from siked.metrics import EvalResult, Metrics, TrainStats, load_metrics
 from siked.report.document import BEST_MARK, MISSING, fmt_num, fmt_pct, fmt_score
 from siked.report.view import dataset_names, ordered_strategies
-
-
-def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial proportion (sound at small n and at 0 or n)."""
-    if total <= 0:
-        return 0.0, 1.0
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def fmt_score_interval(result: EvalResult | None) -> str:

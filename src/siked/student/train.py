@@ -276,7 +276,8 @@ def use_bf16(train_cfg: TrainConfig) -> bool:
     return bf16_supported(default_device()) if train_cfg.bf16 is None else train_cfg.bf16
 
 
-def sft_config(out_dir: Path, train_cfg: TrainConfig) -> Any:
+def sft_config(out_dir: Path, train_cfg: TrainConfig, **overrides: Any) -> Any:
+    """TRL's arguments from the train section; `overrides` (e.g. `report_to`, `run_name`) win."""
     import dataclasses
 
     import torch
@@ -311,25 +312,26 @@ def sft_config(out_dir: Path, train_cfg: TrainConfig) -> Any:
         disable_tqdm=True,
         dataset_num_proc=None,
     )
-    overrides = trainer_overrides(train_cfg, fields)
+    passed = trainer_overrides(train_cfg, fields)
     try:
-        return SFTConfig(**{**settings, **overrides})
+        return SFTConfig(**{**settings, **passed, **overrides})
     except (TypeError, ValueError) as exc:
-        if not overrides:
+        if not passed:
             raise
         raise ConfigError(f"train.trainer_kwargs: trl.SFTConfig refuses them: {exc}") from None
 
 
 MANAGED_FIELDS = {
-    "output_dir": None, "learning_rate": "learning_rate", "num_train_epochs": "epochs", "max_steps": "max_steps",
-    "per_device_train_batch_size": "per_device_batch_size",
-    "gradient_accumulation_steps": "gradient_accumulation_steps", "warmup_steps": "warmup_steps",
-    "weight_decay": "weight_decay", "max_length": "max_length", "bf16": "bf16",
-    "gradient_checkpointing": "gradient_checkpointing", "activation_checkpointing": "gradient_checkpointing",
-    "logging_steps": "logging_steps", "save_steps": "save_steps", "save_total_limit": "save_total_limit",
-    "seed": "seed", "data_seed": "seed",
+    "output_dir": None, "learning_rate": "train.learning_rate", "num_train_epochs": "train.epochs",
+    "max_steps": "train.max_steps", "per_device_train_batch_size": "train.per_device_batch_size",
+    "gradient_accumulation_steps": "train.gradient_accumulation_steps", "warmup_steps": "train.warmup_steps",
+    "weight_decay": "train.weight_decay", "max_length": "train.max_length", "bf16": "train.bf16",
+    "gradient_checkpointing": "train.gradient_checkpointing",
+    "activation_checkpointing": "train.gradient_checkpointing", "logging_steps": "train.logging_steps",
+    "save_steps": "train.save_steps", "save_total_limit": "train.save_total_limit", "seed": "train.seed",
+    "data_seed": "train.seed", "report_to": "tracking.report_to",
 }
-"""SFTConfig fields siked sets from a `train.*` field (None: from the output directory)."""
+"""SFTConfig fields siked sets from a config field (None: from the output directory)."""
 
 
 def check_trainer_kwargs(train_cfg: TrainConfig) -> None:
@@ -350,7 +352,7 @@ def trainer_overrides(train_cfg: TrainConfig, fields: set[str]) -> dict[str, Any
         if key in MANAGED_FIELDS:
             source = MANAGED_FIELDS[key]
             raise ConfigError(f"{where}: siked sets it " + (
-                f"from train.{source}; set that instead" if source else "itself (checkpoints go under --out)"))
+                f"from {source}; set that instead" if source else "itself (checkpoints go under --out)"))
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -424,6 +426,7 @@ def train_student(
     console: Any = None,
     progress: bool = True,
     callbacks: Sequence[Any] = (),
+    trainer_args: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Fine-tune the student on tagged solutions and write a loadable output directory.
 
@@ -432,7 +435,8 @@ def train_student(
     `config`: its `train` and `student` sections are used; `base_model` defaults to
     `config.student.model`. `previous`: the last iteration's output directory, used when
     `config.train.init` is previous. `max_steps` overrides `config.train.max_steps`.
-    `callbacks`: extra `transformers.TrainerCallback`s.
+    `callbacks`: extra `transformers.TrainerCallback`s. `trainer_args`: SFTConfig fields that
+    override the config's (the loop's tracking passes `report_to` and `run_name`).
     """
     from datasets import Dataset
     from trl import SFTTrainer
@@ -451,7 +455,7 @@ def train_student(
     # The previous iteration is merged before the trainer's arguments exist: under DeepSpeed
     # ZeRO-3 they make from_pretrained shard the weights, which merging cannot work on.
     start, base_ref = starting_point(base_model or config.student.model, out_dir, train_cfg, previous)
-    args = sft_config(out_dir, train_cfg)  # before loading the trained model: ZeRO-3 needs it first
+    args = sft_config(out_dir, train_cfg, **(trainer_args or {}))  # before loading the trained model: ZeRO-3 needs it first
     tokenizer = load_tokenizer(StudentSource(spec=start, base=start))
     model = prepare_model(start, train_cfg)
     dataset = Dataset.from_list(sft_records(examples, config.student.prompt_style, tokenizer))

@@ -11,41 +11,45 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from siked.config import ConfigError, SikedConfig, load_config
-from siked.data import DataError, load_problems, load_spec, parse_data_spec
+from siked.config import SikedConfig, load_config
+from siked.data import load_problems, load_spec, parse_data_spec
+from siked.errors import SikedError
 from siked.evaluation import run_overview, summarize
-from siked.export import ExportError, export_data, export_model, push_folder
+from siked.export import export_data, export_model, push_folder
 from siked.grading import Grader
-from siked.io import RecordError, read_jsonl_numbered, write_jsonl
+from siked.io import read_jsonl_numbered, write_jsonl
 from siked.loop import run as run_loop
-from siked.metrics import NO_STRATEGY, EvalResult, MetricsError
+from siked.metrics import NO_STRATEGY, EvalResult
 from siked.progress import make_progress
 from siked.records import Solution
-from siked.rundir import RunDirError
 from siked.sandbox import SandboxPool
 from siked.strategies import strategy_names
-from siked.student import (
-    FREE,
-    ModelError,
-    TrainDataError,
-    read_examples,
-    run_generation,
-    train_student,
-)
+from siked.student import FREE, read_examples, run_generation, train_student
 from siked.student.decode import evaluate_model, grade_student_outputs
 from siked.student.train import is_main_process
-from siked.teachers import TeacherError
 from siked.teachers import teach as run_teach
-from siked.tracking import TrackingError
+
+console = Console(stderr=True)
+
+
+class Commands(TyperGroup):
+    """Runs the commands; any `SikedError` ends here, once: one line on stderr, exit status 2."""
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SikedError as exc:
+            fail(str(exc))
+
 
 app = typer.Typer(
+    cls=Commands,
     help="SIKeD: self-guided iterative knowledge distillation for math reasoning.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
 
 ConfigArg = Annotated[
     Path | None,
@@ -65,11 +69,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def config_from(path: Path | None, overrides: list[str] | None) -> SikedConfig:
-    try:
-        return load_config(path, overrides or [])
-    except ConfigError as exc:
-        fail(str(exc))
-        raise  # unreachable: fail() exits
+    return load_config(path, overrides or [])
 
 
 @app.callback()
@@ -91,13 +91,9 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="Run directory holding metrics.json and config.yaml.")],
 ) -> None:
     """Write RUN_DIR/report.md (plots in RUN_DIR/plots/) and a self-contained RUN_DIR/report.html."""
-    from siked.report import ReportError, write_report  # imports matplotlib: only when asked
+    from siked.report import write_report  # imports matplotlib: only when asked
 
-    try:
-        md_path, html_path = write_report(run_dir)
-    except ReportError as exc:
-        fail(str(exc))
-        raise  # unreachable: fail() exits
+    md_path, html_path = write_report(run_dir)
     typer.echo(md_path)
     typer.echo(html_path)
 
@@ -108,13 +104,9 @@ def compare(
     out: Annotated[Path | None, typer.Option("--out", help="Write the Markdown here instead of printing it.")] = None,
 ) -> None:
     """Several runs side by side: accuracy with 95% intervals, training budget, strategy choices."""
-    from siked.report import ReportError, compare_runs  # imports matplotlib: only when asked
+    from siked.report import compare_runs  # imports matplotlib: only when asked
 
-    try:
-        markdown = compare_runs(run_dirs)
-    except ReportError as exc:
-        fail(str(exc))
-        raise  # unreachable: fail() exits
+    markdown = compare_runs(run_dirs)
     if out is None:
         typer.echo(markdown)
     else:
@@ -130,13 +122,8 @@ DataFileOption = Annotated[
 
 def load_dataset_arg(spec: str, data_file: Path | None, limit: int | None = None) -> list:
     """Problems of `NAME:SPLIT`, with a clean error for anything a user can get wrong."""
-
-    try:
-        name, split = parse_data_spec(spec)
-        return load_problems(name, split, data_file=data_file, limit=limit)
-    except DataError as exc:
-        fail(str(exc))
-        raise
+    name, split = parse_data_spec(spec)
+    return load_problems(name, split, data_file=data_file, limit=limit)
 
 
 @app.command()
@@ -164,11 +151,7 @@ def data(
 
 def read_solution_file(path: Path, problems: dict) -> list:
     """The solutions of a `siked grade` file; every unknown id or strategy is reported by line."""
-
-    try:
-        rows = read_jsonl_numbered(path, Solution)
-    except RecordError as exc:
-        fail(str(exc))
+    rows = read_jsonl_numbered(path, Solution)
 
     known = {*strategy_names(), NO_STRATEGY}  # "none": an untagged student output, graded invalid
     errors = []
@@ -196,7 +179,6 @@ def grade(
     overrides: SetOption = None,
 ) -> None:
     """Grade solutions against a dataset's gold answers; PoT programs run in the sandbox."""
-
     cfg = config_from(config, overrides)
     problems = {p.id: p for p in load_dataset_arg(data_spec, data_file)}
     rows = read_solution_file(solutions, problems)
@@ -252,6 +234,7 @@ def teach(
     Rerunning, or resuming after a crash, sends only the requests that never succeeded.
     """
 
+
     cfg = config_from(config, overrides)
     flags = {"backend": teacher, "base_url": base_url, "model": model, "samples": samples}
     if strategies is not None:
@@ -263,23 +246,15 @@ def teach(
     except ValidationError as exc:
         fail(f"invalid teacher option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
     spec_update: dict = {}
-    try:
-        if data_spec is not None:
-            name, split = parse_data_spec(data_spec)
-            spec_update.update(name=name, split=split, file=None, limit=None)
-        if data_file is not None:
-            spec_update["file"] = data_file
-        if limit is not None:
-            spec_update["limit"] = limit
-        problems = load_spec(cfg.data.train.model_copy(update=spec_update))
-    except DataError as exc:
-        fail(str(exc))
-        raise
-    try:
-        result = run_teach(cfg, problems, out or cfg.out / "teacher", console=console)
-    except TeacherError as exc:
-        fail(str(exc))
-        raise
+    if data_spec is not None:
+        name, split = parse_data_spec(data_spec)
+        spec_update.update(name=name, split=split, file=None, limit=None)
+    if data_file is not None:
+        spec_update["file"] = data_file
+    if limit is not None:
+        spec_update["limit"] = limit
+    problems = load_spec(cfg.data.train.model_copy(update=spec_update))
+    result = run_teach(cfg, problems, out or cfg.out / "teacher", console=console)
     typer.echo(result.files["teacher"])
 
 
@@ -294,13 +269,8 @@ def run(
     With no config it runs the embedded default offline (gsm_symbolic, reference teacher, SmolLM2).
     Rerunning the same command resumes at the first unfinished stage.
     """
-
     cfg = config_from(config, (overrides or []) + ([f"out={out}"] if out else []))
-    try:
-        run_dir = run_loop(cfg, console)
-    except (RunDirError, ConfigError, TrackingError) as exc:
-        fail(str(exc))
-        raise
+    run_dir = run_loop(cfg, console)
     typer.echo(run_dir)
 
 
@@ -320,18 +290,13 @@ def evaluate(
     For a run directory without --data, prints its per-iteration metrics (strategy distributions of
     teacher data, training mix and student; KL(train || student)); with --data, evaluates its best iteration.
     """
-
     cfg = config_from(config, overrides)
     files = list(data_files or [])
     if len(files) > len(data_specs or []):
         fail("more --data-file than --data options")
     model = target
     if (target / "manifest.json").exists():
-        try:
-            overview = run_overview(target)
-        except MetricsError as exc:
-            fail(str(exc))
-            raise
+        overview = run_overview(target)
         if not data_specs:
             typer.echo(json.dumps(overview, indent=2)) if as_json else print_overview(overview)
             return
@@ -396,19 +361,14 @@ def train(
     `accelerate launch -m siked.cli train ...` for multi-GPU training (docs/multi-gpu.md).
     Rerunning after an interruption resumes from the newest checkpoint in OUT.
     """
-
     cfg = config_from(config, overrides)
     apply_flags(cfg.student, {"model": model})
     apply_flags(cfg.train, {"epochs": epochs, "max_steps": max_steps, "init": init, "full_finetune": full_finetune})
     problems = load_dataset_arg(questions, questions_file) if questions else None
     if questions_file is not None and not questions:
         fail("--questions-file needs --questions NAME:SPLIT (the loader that reads it)")
-    try:
-        examples = read_examples(data_path, problems)
-        result = train_student(examples, cfg, out, previous=previous, console=console)
-    except (TrainDataError, ModelError, ConfigError) as exc:
-        fail(str(exc))
-        raise
+    examples = read_examples(data_path, problems)
+    result = train_student(examples, cfg, out, previous=previous, console=console)
     if not is_main_process():  # under accelerate launch / torchrun only the main process reports
         return
     if as_json:
@@ -443,19 +403,14 @@ def sample(
     verdicts beside it (OUT with suffix .verdicts.jsonl); prints accuracy per chosen strategy,
     the strategy-choice distribution and the generation throughput.
     """
-
     cfg = config_from(config, overrides)
     if strategy != FREE and strategy not in strategy_names():
         fail(f"--strategy {strategy!r}: expected free or one of {', '.join(strategy_names())}")
     problems = load_dataset_arg(data_spec, data_file, limit)
     if not problems:
         fail(f"{data_spec}: no questions to solve")
-    try:
-        run = run_generation(model or cfg.student.model, problems, cfg, mode=strategy, greedy=greedy,
-                             samples=samples, console=console)
-    except ModelError as exc:
-        fail(str(exc))
-        raise
+    run = run_generation(model or cfg.student.model, problems, cfg, mode=strategy, greedy=greedy,
+                         samples=samples, console=console)
     questions = {p.id: p.question for p in problems}
     write_jsonl(out, [{**s.model_dump(mode="json"), "question": questions[s.problem_id]} for s in run.solutions])
     by_id = {p.id: p for p in problems}
@@ -491,21 +446,15 @@ PushOption = Annotated[
 def push_export(folder: Path, repo: str | None, repo_type: str) -> None:
     if repo is None:
         return
-    try:
-        url = push_folder(folder, repo, repo_type)  # type: ignore[arg-type]
-    except ExportError as exc:
-        fail(str(exc))
+
+    url = push_folder(folder, repo, repo_type)  # type: ignore[arg-type]
     console.print(f"pushed to {url}", soft_wrap=True)
 
 
 @export_app.command("data")
 def export_data_command(run_dir: RunDirArg, out: OutOption, push_to_hub: PushOption = None) -> None:
     """Kept teacher solutions and each iteration's training mix as a `datasets` folder with a card."""
-    try:
-        result = export_data(run_dir, out)
-    except ExportError as exc:
-        fail(str(exc))
-        raise
+    result = export_data(run_dir, out)
     rows = ", ".join(f"{path} {count}" for path, count in result.rows.items())
     console.print(f"exported {rows} rows in {result.seconds:.1f} s", soft_wrap=True)
     push_export(result.out, push_to_hub, "dataset")
@@ -521,11 +470,7 @@ def export_model_command(
     push_to_hub: PushOption = None,
 ) -> None:
     """One iteration's student as a transformers folder (adapter or merged weights) with a model card."""
-    try:
-        result = export_model(run_dir, out, iteration=iteration, merge=merge)
-    except (ExportError, ModelError) as exc:
-        fail(str(exc))
-        raise
+    result = export_model(run_dir, out, iteration=iteration, merge=merge)
     console.print(f"exported {result.iteration} ({result.kind}) in {result.seconds:.1f} s", soft_wrap=True)
     push_export(result.out, push_to_hub, "model")
     typer.echo(result.out)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from siked.errors import SikedError
 from siked.registry import TEACHER_BACKENDS
 
 
@@ -256,7 +257,7 @@ EMBEDDED_DEFAULT = Path(__file__).parent / "configs" / "embedded.yaml"
 A config file is read on top of the field defaults, which are the paper's settings."""
 
 
-class ConfigError(ValueError):
+class ConfigError(SikedError, ValueError):
     """A config file or override that cannot be used; the message names the file and field."""
 
 
@@ -268,7 +269,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML: {exc}") from exc
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {_one_line(exc)}") from None
     return key.strip().split("."), value
 
 
@@ -294,11 +295,16 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
 
 
 def _format_validation_error(exc: ValidationError, origin: str) -> str:
-    lines = [f"invalid config ({origin}):"]
+    """The first invalid field on the first line; any further ones on the lines after it."""
+    fields = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "<root>"
-        lines.append(f"  {field}: {err['msg']} (got {err.get('input')!r})")
-    return "\n".join(lines)
+        fields.append(f"{field}: {err['msg']} (got {err.get('input')!r})")
+    return "\n  ".join([f"invalid config ({origin}): {fields[0]}", *fields[1:]])
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> SikedConfig:
@@ -315,7 +321,7 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+            raise ConfigError(f"config file {path} is not valid YAML: {_one_line(exc)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
         _merge(tree, loaded or {})

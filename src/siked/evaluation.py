@@ -11,9 +11,12 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from siked.errors import SikedError, one_line
 from siked.metrics import (
+    METRICS_FILE,
     VALIDATION,
     EvalResult,
+    MetricsError,
     RoutingResult,
     Score,
     StudentStats,
@@ -110,10 +113,20 @@ def wilson_interval(correct: int, total: int, z: float = 1.96) -> tuple[float, f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+class EvaluationError(SikedError):
+    """A run directory or model that cannot be evaluated; the message names the file."""
+
+
 def run_overview(run_dir: Path) -> dict:
     """`siked eval RUN`, from its metrics.json: per iteration α, the strategy distributions of the
     teacher data, the mix and the student, and the KL."""
-    metrics = load_metrics(Path(run_dir))
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise EvaluationError(f"{path} does not exist: the run has not finished (rerun `siked run` to resume)")
+    try:
+        metrics = load_metrics(Path(run_dir))
+    except MetricsError as exc:
+        raise EvaluationError(f"{path} cannot be read ({one_line(exc)}); rerun `siked run` to rewrite it") from None
     rows = []
     for entry in metrics.iterations:
         train = entry.train or TrainStats()

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from siked import __version__
+from siked.errors import SikedError, one_line
 from siked.io import write_json
 
 SCHEMA_VERSION = 1
@@ -33,7 +34,7 @@ T = TypeVar("T")
 R = TypeVar("R", bound="Record")
 
 
-class MetricsError(ValueError):
+class MetricsError(SikedError, ValueError):
     """A metrics.json that cannot be read; the message names the file (and the field)."""
 
 
@@ -175,6 +176,8 @@ class TeacherStats(Record):
     seconds: dict[str, float] = {}
     notice: str | None = None
     files: dict[str, str] = {}
+    canonical_form: dict[str, int] = {}
+    """Kept solutions rewritten into their strategy's canonical form, and left as written."""
     strategy_counts: dict[str, int] = {}
     """Kept solutions per strategy (metrics.json only)."""
 
@@ -306,7 +309,7 @@ def load_metrics(run_dir: Path) -> Metrics:
     except json.JSONDecodeError as exc:
         raise MetricsError(f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise MetricsError(f"{path} cannot be read: {exc}") from None
+        raise MetricsError(f"{path} cannot be read: {one_line(exc)}") from None
     check_version(path, data)
     try:
         metrics = Metrics.read(data)

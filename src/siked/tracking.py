@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from siked.errors import SikedError
 from siked.metrics import Iteration, TeacherStats, TrainStats
 
 TRACKERS: dict[str, str] = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
@@ -24,7 +25,7 @@ TRACKERS: dict[str, str] = {"tensorboard": "tensorboard", "wandb": "wandb", "tra
 EXTRA = "pip install 'siked[tracking]'"
 
 
-class TrackingError(ValueError):
+class TrackingError(SikedError, ValueError):
     """A tracker that cannot be used; the message names it and what to install."""
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from siked.config import ConfigError, SikedConfig, load_config
+from siked.errors import SikedError
 from siked.io import RecordError, atomic_directory, read_jsonl
 from siked.metrics import Metrics, MetricsError, TeacherStats, load_metrics
 from siked.records import Problem
@@ -28,7 +29,7 @@ BASE_LICENSES = {"embedded:smollm2": "apache-2.0"}
 """Licence of the embedded students' weights (SmolLM2 is released under Apache-2.0)."""
 
 
-class ExportError(ValueError):
+class ExportError(SikedError, ValueError):
     """A run directory or output folder that cannot be exported as asked; the message says why."""
 
 

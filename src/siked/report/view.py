@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from siked.errors import one_line
 from siked.metrics import NO_STRATEGY, VALIDATION, Iteration, Metrics, MetricsError
 
 CONFIG_FILE = "config.yaml"
@@ -25,7 +26,7 @@ def read_config(run_dir: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path} cannot be read: {exc}") from None
+        raise ReportError(f"{path} cannot be read: {one_line(exc)}") from None
 
 
 @dataclass

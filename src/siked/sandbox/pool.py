@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from siked.errors import SikedError
 from siked.sandbox.worker.prelude import SYMPY_NAMES, SYMPY_WORD
 from siked.sandbox.worker.protocol import FRAME_HEADER, MAX_FRAME, read_exact, write_frame
 
@@ -76,7 +77,7 @@ class ExecResult:
     seconds: float
 
 
-class SandboxError(RuntimeError):
+class SandboxError(SikedError, RuntimeError):
     """The sandbox itself failed (a worker that cannot start, a closed pool), not a program."""
 
 

@@ -14,6 +14,8 @@ The output directory is what the generation backends load:
     out_dir/model/               full weights and tokenizer (full fine-tuning)
     out_dir/train_log.jsonl      the trainer's log (loss, learning rate, tokens) per step
     out_dir/checkpoints/         resumable checkpoints while training (removed when done)
+    out_dir/train_fingerprint.json  data, previous iteration and settings the checkpoints come
+                                 from; a rerun with other inputs refuses to resume from them
 
 Multi-GPU: run under `accelerate launch` (configs/accelerate/, docs/multi-gpu.md); the
 trainer picks up the distributed setup, and only the main process writes files.
@@ -22,6 +24,7 @@ trainer picks up the distributed setup, and only the main process writes files.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import resource
 import runpy
@@ -34,8 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from siked.config import ConfigError, SikedConfig, StudentConfig, TrainConfig
-from siked.io import RecordError, atomic_directory, iter_jsonl
+from siked.errors import SikedError, one_line
+from siked.io import RecordError, atomic_directory, iter_jsonl, write_json
 from siked.records import Problem, Solution
+from siked.rundir import RunDirError, file_sha256
 from siked.strategies import strategy_names, student_prompt, student_target
 from siked.student.models import (
     EMBEDDED_PREFIX,
@@ -52,8 +57,14 @@ from siked.student.models import (
 )
 
 
-class TrainDataError(ValueError):
+class TrainDataError(SikedError, ValueError):
     """Training data that cannot be used; the message names the file, line or field."""
+
+
+FINGERPRINT = "train_fingerprint.json"
+"""What the checkpoints in an output directory were trained from (data, previous, settings)."""
+OPERATIONAL_TRAIN_FIELDS = ("logging_steps", "save_steps", "save_total_limit", "resume", "gradient_checkpointing")
+"""`train` fields that do not change the trained weights: they may differ when resuming."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,58 @@ def sft_records(examples: Sequence[TrainExample], prompt_style: str, tokenizer: 
     ]
 
 
+def train_fingerprint(
+    examples: Sequence[TrainExample], base_model: str, previous: Path | str | None,
+    train_cfg: TrainConfig, prompt_style: str,
+) -> dict[str, Any]:
+    """The data, starting weights and hyper-parameters that decide what a training run computes."""
+    data = json.dumps([[ex.question, ex.strategy, ex.solution] for ex in examples]).encode()
+    previous_manifest = Path(previous) / MANIFEST if previous is not None else None
+    settings = train_cfg.model_dump(mode="json")
+    for name in OPERATIONAL_TRAIN_FIELDS:
+        settings.pop(name, None)
+    return {
+        "examples": len(examples),
+        "examples_sha256": hashlib.sha256(data).hexdigest(),
+        "base_model": base_reference(base_model),
+        "previous": str(Path(previous).resolve()) if previous is not None else None,
+        "previous_sha256": file_sha256(previous_manifest)
+        if previous_manifest is not None and previous_manifest.is_file() else None,
+        "prompt_style": prompt_style,
+        "train": settings,
+    }
+
+
+def check_resumable(out_dir: Path, fingerprint: dict[str, Any]) -> None:
+    """Refuse an output directory whose checkpoints or merged base come from another run's inputs."""
+    state = [name for name in ("checkpoints", "base") if (out_dir / name).exists()]
+    if not state:
+        return
+    try:
+        recorded = json.loads((out_dir / FINGERPRINT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    if recorded == fingerprint:
+        return
+    if not isinstance(recorded, dict):
+        diffs = [f"{out_dir / FINGERPRINT} is missing or unreadable"]
+    else:
+        diffs = [
+            f"{key}: was {_short(recorded.get(key))}, now {_short(fingerprint.get(key))}"
+            for key in sorted(set(recorded) | set(fingerprint)) if recorded.get(key) != fingerprint.get(key)
+        ]
+    raise RunDirError(
+        f"{out_dir} holds {' and '.join(state)} of a training run on other inputs, so it cannot be "
+        f"resumed ({'; '.join(diffs)}); pick another --out or delete {out_dir}"
+    )
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={v!r}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
 # --- model ------------------------------------------------------------------------------------
 
 
@@ -266,7 +329,7 @@ def prepare_model(start: str, train_cfg: TrainConfig) -> Any:
     try:
         model = AutoModelForCausalLM.from_pretrained(start, dtype="float32")
     except Exception as exc:
-        raise ModelError(f"cannot load model {start!r} for training: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(f"cannot load model {start!r} for training: {type(exc).__name__}: {one_line(exc)}") from exc
     if train_cfg.full_finetune:
         return model
     return get_peft_model(model, lora_config(train_cfg))
@@ -450,8 +513,14 @@ def train_student(
     out_dir.mkdir(parents=True, exist_ok=True)
     if default_device() == "cpu":
         keep_freed_memory()
+    if previous is not None and not Path(previous).is_dir():
+        raise ModelError(f"previous iteration {previous} is not a directory (give a `siked train` output directory)")
+    fingerprint = train_fingerprint(examples, base_model or config.student.model, previous, train_cfg,
+                                    config.student.prompt_style)
+    check_resumable(out_dir, fingerprint)
     if is_main_process():
         (out_dir / MANIFEST).unlink(missing_ok=True)  # a finished run's marker; this one is not finished
+        write_json(out_dir / FINGERPRINT, fingerprint)
     # The previous iteration is merged before the trainer's arguments exist: under DeepSpeed
     # ZeRO-3 they make from_pretrained shard the weights, which merging cannot work on.
     start, base_ref = starting_point(base_model or config.student.model, out_dir, train_cfg, previous)

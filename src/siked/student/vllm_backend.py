@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from siked.config import GenerationConfig
+from siked.errors import one_line
 from siked.student.backend import Completion, ProgressFn, cut_at_stop
 from siked.student.models import ModelError, StudentSource
 
@@ -27,7 +28,7 @@ def _import_vllm() -> Any:
     except ImportError as exc:
         raise ModelError(
             "generation.backend 'vllm' needs vLLM and a GPU: pip install 'siked[vllm]' "
-            f"(import failed: {exc})"
+            f"(import failed: {one_line(exc)})"
         ) from exc
     return vllm
 

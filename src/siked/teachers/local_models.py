@@ -11,6 +11,7 @@ from itertools import groupby
 from typing import Any
 
 from siked.config import GenerationConfig
+from siked.errors import one_line
 from siked.student.generate import HFBackend
 from siked.student.models import ModelError, load_model
 from siked.teachers.base import Reply, Request, TeacherError
@@ -44,7 +45,7 @@ class HFTeacher(LLMTeacher):
             try:
                 self._model, self._tokenizer = load_model(self.config.model, dtype="auto")
             except ModelError as exc:
-                raise TeacherError(f"hf teacher: {exc}") from None
+                raise TeacherError(f"hf teacher: {one_line(exc)}") from None
         return self._model, self._tokenizer
 
     def close(self) -> None:

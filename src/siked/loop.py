@@ -58,7 +58,8 @@ from siked.sandbox import SandboxPool
 from siked.strategies import strategy_names
 from siked.student.decode import decode_and_grade, open_student
 from siked.student.models import release_freed_memory
-from siked.student.train import check_trainer_kwargs, train_student
+from siked.student.train import train_student
+from siked.student.trainer_args import check_trainer_kwargs
 from siked.teachers import teach
 from siked.tracking import Tracker, iteration_scalars
 

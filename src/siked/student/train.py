@@ -23,7 +23,6 @@ trainer picks up the distributed setup, and only the main process writes files.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import resource
@@ -36,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siked.config import ConfigError, SikedConfig, StudentConfig, TrainConfig
+from siked.config import SikedConfig, StudentConfig, TrainConfig
 from siked.errors import SikedError, one_line
 from siked.io import RecordError, atomic_directory, iter_jsonl, write_json
 from siked.records import Problem, Solution
@@ -48,13 +47,13 @@ from siked.student.models import (
     ModelError,
     StudentSource,
     attach_adapter,
-    bf16_supported,
     default_device,
     keep_freed_memory,
     load_tokenizer,
     locate_model,
     write_manifest,
 )
+from siked.student.trainer_args import sft_config
 
 
 class TrainDataError(SikedError, ValueError):
@@ -333,94 +332,6 @@ def prepare_model(start: str, train_cfg: TrainConfig) -> Any:
     if train_cfg.full_finetune:
         return model
     return get_peft_model(model, lora_config(train_cfg))
-
-
-def use_bf16(train_cfg: TrainConfig) -> bool:
-    return bf16_supported(default_device()) if train_cfg.bf16 is None else train_cfg.bf16
-
-
-def sft_config(out_dir: Path, train_cfg: TrainConfig, **overrides: Any) -> Any:
-    """TRL's arguments from the train section; `overrides` (e.g. `report_to`, `run_name`) win."""
-    import dataclasses
-
-    import torch
-    from trl import SFTConfig
-
-    # transformers 5 renamed gradient_checkpointing; older releases only know the old name.
-    fields = {f.name for f in dataclasses.fields(SFTConfig)}
-    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-    settings = dict(
-        output_dir=str(out_dir / "checkpoints"),
-        learning_rate=train_cfg.learning_rate,
-        num_train_epochs=train_cfg.epochs,
-        max_steps=train_cfg.max_steps,
-        per_device_train_batch_size=train_cfg.per_device_batch_size,
-        gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
-        lr_scheduler_type="linear",
-        warmup_steps=train_cfg.warmup_steps,
-        weight_decay=train_cfg.weight_decay,
-        max_length=train_cfg.max_length,
-        completion_only_loss=True,
-        packing=False,
-        bf16=use_bf16(train_cfg),
-        use_cpu=not torch.cuda.is_available(),
-        **{checkpointing: train_cfg.gradient_checkpointing},
-        logging_steps=train_cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=train_cfg.save_steps,
-        save_total_limit=train_cfg.save_total_limit,
-        seed=train_cfg.seed,
-        data_seed=train_cfg.seed,
-        report_to="none",
-        disable_tqdm=True,
-        dataset_num_proc=None,
-    )
-    passed = trainer_overrides(train_cfg, fields)
-    try:
-        return SFTConfig(**{**settings, **passed, **overrides})
-    except (TypeError, ValueError) as exc:
-        if not passed:
-            raise
-        raise ConfigError(f"train.trainer_kwargs: trl.SFTConfig refuses them: {exc}") from None
-
-
-MANAGED_FIELDS = {
-    "output_dir": None, "learning_rate": "train.learning_rate", "num_train_epochs": "train.epochs",
-    "max_steps": "train.max_steps", "per_device_train_batch_size": "train.per_device_batch_size",
-    "gradient_accumulation_steps": "train.gradient_accumulation_steps", "warmup_steps": "train.warmup_steps",
-    "weight_decay": "train.weight_decay", "max_length": "train.max_length", "bf16": "train.bf16",
-    "gradient_checkpointing": "train.gradient_checkpointing",
-    "activation_checkpointing": "train.gradient_checkpointing", "logging_steps": "train.logging_steps",
-    "save_steps": "train.save_steps", "save_total_limit": "train.save_total_limit", "seed": "train.seed",
-    "data_seed": "train.seed", "report_to": "tracking.report_to",
-}
-"""SFTConfig fields siked sets from a config field (None: from the output directory)."""
-
-
-def check_trainer_kwargs(train_cfg: TrainConfig) -> None:
-    """Fail before any stage runs on a `train.trainer_kwargs` key SFTConfig would not take."""
-    if train_cfg.trainer_kwargs:
-        import dataclasses
-
-        from trl import SFTConfig  # heavy: only when pass-through keys are given
-
-        trainer_overrides(train_cfg, {f.name for f in dataclasses.fields(SFTConfig)})
-
-
-def trainer_overrides(train_cfg: TrainConfig, fields: set[str]) -> dict[str, Any]:
-    """`train.trainer_kwargs`, checked against SFTConfig's `fields`: each key must be one of them and
-    not one that siked sets from its own config."""
-    for key in train_cfg.trainer_kwargs:
-        where = f"train.trainer_kwargs.{key}"
-        if key in MANAGED_FIELDS:
-            source = MANAGED_FIELDS[key]
-            raise ConfigError(f"{where}: siked sets it " + (
-                f"from {source}; set that instead" if source else "itself (checkpoints go under --out)"))
-        if key not in fields:
-            close = difflib.get_close_matches(key, fields, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{where}: not a field of trl.SFTConfig / transformers.TrainingArguments{hint}")
-    return dict(train_cfg.trainer_kwargs)
 
 
 # --- training ---------------------------------------------------------------------------------

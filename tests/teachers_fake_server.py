@@ -73,6 +73,8 @@ class FakeOpenAIServer:
     latency_s: float = 0.0
     answer: Callable[[dict[str, Any], int], str] | None = None
     """Text of choice i (body, i); default: a deterministic string naming the body, seed and i."""
+    finish: Callable[[dict[str, Any], int], str] | None = None
+    """`finish_reason` of choice i (body, i); default: "stop"."""
     served: list[Served] = field(default_factory=list)
     attempts: Counter = field(default_factory=Counter)
     faults: Counter = field(default_factory=Counter)
@@ -200,7 +202,7 @@ class FakeOpenAIServer:
         chat = "messages" in body
         choices = [
             ({"index": i, "message": {"role": "assistant", "content": text}} if chat else {"index": i, "text": text})
-            | {"finish_reason": "stop"}
+            | {"finish_reason": self.finish(body, i) if self.finish else "stop"}
             for i, text in enumerate(texts)
         ]
         prompt_tokens = len(prompt_text(body).split())

@@ -125,3 +125,13 @@ def test_grade_accepts_untagged_student_rows_as_invalid(tmp_path: Path):
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["by_status"] == {"invalid": 1, "no_answer": 1}
     assert summary["by_strategy"]["none"] == {"total": 1, "correct": 0, "accuracy": 0.0}
+
+
+def test_eval_of_a_run_without_a_chosen_model_is_a_clean_error(tmp_path: Path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text(json.dumps({"stages": {}}))
+    (run_dir / "metrics.json").write_text(json.dumps({"iterations": [], "best_model": None}))
+    result = runner.invoke(app, ["eval", str(run_dir), "--data", "gsm_symbolic:test", "--limit", "1"])
+    assert result.exit_code == 2
+    assert "has chosen no model yet" in result.output and str(run_dir) in result.output

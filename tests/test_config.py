@@ -66,3 +66,47 @@ def test_dump_round_trips(tmp_path: Path):
     path.write_text(dump_config(config))
     assert load_config(path) == config
     assert isinstance(load_config(path), SikedConfig)
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_sample_mode_defaults_to_the_authors_both_and_the_measured_presets_sample_freely():
+    assert SikedConfig().loop.sample_mode == "both"
+    assert load_config().loop.sample_mode == "free"
+    for name in ("experiment-gsm8k.yaml", "cpu-gsm8k.yaml"):
+        config = load_config(REPO / "configs" / name)
+        assert config.loop.sample_mode == "free"
+        assert config.generation.eval_max_new_tokens == config.generation.max_new_tokens
+
+
+def test_strategy_granularity_without_forced_samples_is_refused_naming_both_fields():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["mixing.granularity=strategy"])  # the embedded default samples freely
+    assert "mixing.granularity" in str(info.value) and "loop.sample_mode" in str(info.value)
+    assert "(got {" not in str(info.value)  # one line naming the fields, not the whole config
+    config = load_config(None, ["mixing.granularity=strategy", "loop.sample_mode=both"])
+    assert config.mixing.granularity == "strategy"
+
+
+def test_evaluation_has_its_own_longer_token_limit():
+    defaults = SikedConfig().generation
+    assert defaults.eval_max_new_tokens > defaults.max_new_tokens
+    with pytest.raises(ConfigError, match="generation.eval_max_new_tokens"):
+        load_config(None, ["generation.eval_max_new_tokens=0"])
+
+
+def test_paper_preset_follows_the_authors_settings():
+    config = load_config(REPO / "configs" / "paper.yaml")
+    assert config.student.model == "Qwen/Qwen2-1.5B-Instruct"
+    assert config.train.learning_rate == 3e-4  # Qwen2; the authors use 2e-4 for Gemma and SmolLM
+    assert "2e-4 for the Gemma and SmolLM" in (REPO / "configs" / "paper.yaml").read_text()
+    assert (config.generation.samples, config.generation.temperature, config.generation.top_p) == (10, 0.7, 0.95)
+    assert config.generation.eval_max_new_tokens > config.generation.max_new_tokens
+    assert (config.train.lora_r, config.train.lora_alpha, config.train.full_finetune) == (16, 32, False)
+    assert set(config.train.lora_target_modules) == {
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert config.train.epochs == 3
+    assert config.train.per_device_batch_size * config.train.gradient_accumulation_steps == 8
+    assert config.train.init == "previous"
+    assert config.loop.sample_mode == "both" and config.data.validation_fraction == 0.1

@@ -28,6 +28,7 @@ TINY = [
     "train.gradient_accumulation_steps=1",
     "generation.samples=2",
     "generation.max_new_tokens=24",
+    "generation.eval_max_new_tokens=24",
     "loop.max_iterations=2",
     "loop.patience=0",
     "loop.baselines=[combined]",
@@ -123,3 +124,85 @@ def test_changed_config_mid_run_is_refused(tmp_path: Path):
     changed = load_config(None, [f"out={tmp_path / 'run'}", *TINY, "mixing.mode=all"])
     with pytest.raises(RunDirError, match="mixing.mode"):
         run(changed)
+
+
+def test_best_iteration_is_chosen_on_validation_else_the_last_one():
+    from siked.metrics import BEST_BY_VALIDATION, BEST_IS_LAST, choose_best
+
+    assert choose_best([("iter1", 0.5), ("iter2", 0.75), ("iter3", 0.75)]) == ("iter2", BEST_BY_VALIDATION)
+    assert choose_best([("iter1", None), ("iter2", None)]) == ("iter2", BEST_IS_LAST)
+    assert choose_best([]) == (None, None)
+    assert "last iteration" in BEST_IS_LAST and "validation_fraction" in BEST_IS_LAST
+
+
+# The "done when": tiny limits on the embedded default, through the real command.
+DONE_WHEN = [
+    "data.train.limit=8",
+    "data.evaluation=[{name: gsm_symbolic, split: test, limit: 4}]",
+    "train.max_steps=2",
+    "train.max_length=192",
+    "train.gradient_accumulation_steps=1",
+    "generation.samples=1",
+    "generation.max_new_tokens=32",
+    "generation.eval_max_new_tokens=32",
+    "loop.max_iterations=2",
+    "loop.patience=0",
+]
+
+
+def siked(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "siked.cli", *args], capture_output=True, text=True, timeout=3600)
+
+
+def run_command(out: Path, *settings: str) -> dict:
+    args = ["run", "--out", str(out)]
+    for item in [*DONE_WHEN, *settings]:
+        args += ["--set", item]
+    result = siked(*args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_student_mode_run_finishes_with_teacher_data_first_and_as_fallback(tmp_path: Path):
+    out = tmp_path / "student"
+    metrics = run_command(out, "mixing.mode=student")
+    first, second = (entry["train"] for entry in metrics["iterations"])
+    assert first["teacher_count"] > 0 and first["student_count"] == 0 and first["alpha"] == 1.0
+    assert first["fallback"].startswith("iteration 1")
+    assert second["examples"] > 0
+    if second["student_count"]:  # the student's own correct solutions only
+        assert second["teacher_count"] == 0 and "fallback" not in second
+    else:  # it solved nothing: teacher data again, and the report says so
+        assert second["teacher_count"] == first["teacher_count"] and "solved no training question" in second["fallback"]
+        assert "solved no training question" in (out / "report.md").read_text()
+    assert metrics["stopped"] == "max_iterations (2)"
+
+
+def test_run_without_validation_picks_the_last_iteration_routes_and_evaluates(tmp_path: Path):
+    from siked.metrics import BEST_IS_LAST
+
+    out = tmp_path / "noval"
+    metrics = run_command(out, "data.validation_fraction=0", "loop.routing=true",
+                          "loop.sample_mode=both", "mixing.granularity=strategy")
+    assert (out / "data" / "validation.jsonl").read_text() == ""
+    assert [entry["iteration"] for entry in metrics["iterations"]] == [1, 2]
+    assert all("validation" not in entry["eval"] for entry in metrics["iterations"])
+    assert metrics["best_iteration"] == 2 and metrics["best_model"] == "iter2/model"
+    assert metrics["best_rule"] == BEST_IS_LAST
+    assert f"(chosen by {BEST_IS_LAST})" in (out / "report.md").read_text()
+    routing = json.loads((out / "routing.json").read_text())
+    assert routing["gsm_symbolic:test"]["questions"] == 4
+    # forced and free samples; adaptive per (question, strategy) fills exactly the unsolved pairs
+    by_mode = metrics["iterations"][0]["student"]["by_mode"]
+    assert set(by_mode) == {"free", "cot", "l2m", "pot"} and by_mode["pot"]["strategy_counts"] == {"pot": metrics_train_questions(out)}
+    teacher = read_jsonl(out / "teacher" / "teacher.jsonl", Solution)
+    mixed = read_jsonl(out / "iter2" / "train.jsonl", Solution)
+    solved = {(s.problem_id, s.strategy) for s in mixed if s.origin.startswith("student")}
+    assert sorted((t.problem_id, t.strategy) for t in mixed if t.origin.startswith("teacher")) == sorted(
+        (t.problem_id, t.strategy) for t in teacher if (t.problem_id, t.strategy) not in solved)
+
+    evaluated = siked("eval", str(out), "--data", "gsm_symbolic:test", "--limit", "2", "--json",
+                      "--set", "generation.eval_max_new_tokens=16")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    summary = json.loads(evaluated.stdout)["gsm_symbolic:test"]
+    assert summary["total"] == 2 and 0 <= summary["truncated"] <= 2

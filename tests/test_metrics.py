@@ -11,6 +11,8 @@ from siked import __version__
 from siked.cli import app
 from siked.evaluation import routing, sample_summary, summarize
 from siked.metrics import (
+    BEST_BY_VALIDATION,
+    BEST_IS_LAST,
     SCHEMA_VERSION,
     EvalResult,
     Metrics,
@@ -18,7 +20,7 @@ from siked.metrics import (
     RoutingResult,
     StudentStats,
     TrainStats,
-    best_of,
+    choose_best,
     load_metrics,
     new_metrics,
     write_metrics,
@@ -90,9 +92,9 @@ def test_written_metrics_carry_the_version_and_round_trip(tmp_path: Path) -> Non
 
 
 def test_best_iteration_rule_is_the_earliest_highest_validation_accuracy() -> None:
-    assert best_of([("iter1", 0.5), ("iter2", 0.75), ("iter3", 0.75)]) == "iter2"
-    assert best_of([("iter1", None), ("iter2", 0.0)]) == "iter2"
-    assert best_of([("iter1", None)]) is None
+    assert choose_best([("iter1", 0.5), ("iter2", 0.75), ("iter3", 0.75)]) == ("iter2", BEST_BY_VALIDATION)
+    assert choose_best([("iter1", None), ("iter2", 0.0)]) == ("iter2", BEST_BY_VALIDATION)
+    assert choose_best([("iter1", None)]) == ("iter1", BEST_IS_LAST)  # no validation set
     unrecorded = Metrics.read({**old_metrics(), "best_iteration": None})
     assert unrecorded.best() == (unrecorded.iterations[0], False)
 

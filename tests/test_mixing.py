@@ -6,6 +6,7 @@ from siked.mixing import (
     deduplicate,
     mix,
     prefer_strategies,
+    select_teacher,
 )
 from siked.records import Solution, Verdict
 
@@ -110,3 +111,30 @@ def test_unknown_mode_and_granularity_are_clear_errors():
         mix(TEACHER, [], mode="some")
     with pytest.raises(ValueError, match="unknown granularity"):
         mix(TEACHER, [], mode="adaptive", granularity="token")
+
+
+@pytest.mark.parametrize("mode", ["all", "adaptive", "student"])
+def test_iteration_one_trains_on_teacher_data_whatever_the_mode(mode):
+    result = mix(TEACHER, [], mode=mode, first_iteration=True)
+    assert result.records == TEACHER and result.alpha == 1.0
+    assert (result.fallback is not None) == (mode == "student")  # only `student` departs from its mode
+
+
+def test_student_mode_falls_back_to_teacher_data_when_the_student_solved_nothing():
+    result = mix(TEACHER, [], mode="student")
+    assert result.records == TEACHER and result.teacher_count == len(TEACHER) and result.alpha == 1.0
+    assert "solved no training question" in result.fallback
+    assert mix(TEACHER, [stu("q1", "pot", "answer = 1 * 1")], mode="student").fallback is None
+
+
+# Two kept teacher solutions per question and strategy (teacher.keep_per_strategy = 2).
+TWO_EACH = TEACHER + [sol(t.problem_id, t.strategy, t.solution + " again") for t in TEACHER]
+
+
+@pytest.mark.parametrize("cap", [1, 2])
+def test_siked_and_the_baselines_see_the_same_teacher_data(cap):
+    first = mix(TWO_EACH, [], mode="adaptive", max_per_strategy=cap, first_iteration=True).records
+    assert first == select_teacher(TWO_EACH, cap)  # the combined baseline's data
+    assert len(first) == cap * len(TEACHER)
+    for name in ("cot", "l2m", "pot"):  # a single-strategy baseline: that strategy's share of the same
+        assert select_teacher(TWO_EACH, cap, [name]) == [r for r in first if r.strategy == name]

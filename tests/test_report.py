@@ -315,3 +315,19 @@ def test_cli_compare_writes_markdown_and_names_a_missing_run(tmp_path):
     assert out.read_text(encoding="utf-8").startswith("## Accuracy")
     result = CliRunner().invoke(app, ["compare", str(run_dir), str(tmp_path / "absent")])
     assert result.exit_code != 0 and "absent" in result.output and "does not exist" in result.output
+
+
+def test_run_without_validation_names_its_rule_and_fallbacks(tmp_path):
+    from siked.metrics import BEST_IS_LAST
+
+    metrics = full_metrics()
+    for it in metrics["iterations"]:
+        it["eval"].pop("validation")
+    metrics["iterations"][0]["train"]["fallback"] = "iteration 1: teacher data (the student has no solutions yet)"
+    metrics.update(best_iteration=3, best_rule=BEST_IS_LAST)
+    metrics["run"]["validation_fraction"] = 0.0
+    markdown = write_report(make_run(tmp_path, metrics))[0].read_text()
+    assert f"| Best iteration | 3 (chosen by {BEST_IS_LAST}) |" in markdown
+    assert "validation results" not in markdown  # none was planned: nothing is missing
+    training = section(markdown, "Training data per iteration")
+    assert "Fallback to teacher data: Iteration 1: iteration 1: teacher data" in training

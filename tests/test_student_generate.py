@@ -38,7 +38,7 @@ def problems() -> list[Problem]:
 @pytest.fixture(scope="module")
 def backend(model_cache: Path):
     """The embedded student (untrained), float32 on CPU, loaded once for the module."""
-    cfg = GenerationConfig(max_new_tokens=6, dtype="float32", device="cpu", batch_size=8, seed=3)
+    cfg = GenerationConfig(max_new_tokens=6, eval_max_new_tokens=6, dtype="float32", device="cpu", batch_size=8, seed=3)
     open_backend = HFBackend.load(locate_model("embedded:smollm2"), cfg, stop_strings("alpaca"))
     yield open_backend
     open_backend.close()
@@ -180,3 +180,23 @@ def test_vllm_backend_settings_without_a_gpu(tmp_path: Path) -> None:
     if importlib.util.find_spec("vllm") is None:
         with pytest.raises(ModelError, match=r"pip install 'siked\[vllm\]'"):
             VLLMBackend(StudentSource(spec="x", base="/models/base"), cfg, [])
+
+
+@pytest.mark.slow
+def test_greedy_evaluation_has_its_own_limit_and_verdicts_record_truncation(backend: HFBackend) -> None:
+    from siked.config import DatasetSpec
+    from siked.data import load_spec
+    from siked.evaluation import grade_student_outputs, summarize
+    from siked.grading import Grader
+
+    offline = load_spec(DatasetSpec(name="gsm_symbolic", split="test", limit=2))
+    cfg = backend.cfg.model_copy(update={"max_new_tokens": 3, "eval_max_new_tokens": 9})
+    sampled = run_generation("embedded:smollm2", offline, cfg, mode="cot", samples=1, backend=backend, progress=False)
+    greedy = run_generation("embedded:smollm2", offline, cfg, mode="cot", greedy=True, backend=backend, progress=False)
+    assert sampled.generated_tokens == 2 * 3 and greedy.generated_tokens == 2 * 9  # a CoT runs past both limits
+    assert all(s.truncated for s in sampled.solutions + greedy.solutions)
+    ended = backend.complete([build_prompt("What is 2 + 3?", FREE, "alpaca")], samples=1, greedy=True,
+                             max_new_tokens=64)[0][0]
+    assert ended.truncated == (ended.num_tokens == 64)
+    verdicts = grade_student_outputs(Grader(), {p.id: p for p in offline}, greedy.solutions)
+    assert all(v.truncated for v in verdicts) and summarize(verdicts)["truncated"] == 2

@@ -88,7 +88,7 @@ def test_trained_adapter_reloads_and_writes_the_tag_format(
         Problem(id=f"train/{i}", question=ex.question, answer=None, answer_text="", source="gsm8k", split="train")
         for i, ex in enumerate(gsm8k_examples)
     ]
-    cfg = GenerationConfig(max_new_tokens=10, dtype="float32", device="cpu")
+    cfg = GenerationConfig(max_new_tokens=10, eval_max_new_tokens=10, dtype="float32", device="cpu")
     solutions = generate_solutions(trained.model_dir, problems, cfg, greedy=True, progress=False)
     assert [s.strategy for s in solutions] == ["cot"] * len(problems)
     for solution, example in zip(solutions, gsm8k_examples, strict=True):

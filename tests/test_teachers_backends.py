@@ -122,6 +122,10 @@ def test_hf_teacher_samples_a_real_model_and_caches(tmp_path):
     assert [s.sample_index for s in solutions] == [0, 1, 2]
     assert len({s.solution for s in solutions}) > 1  # sampled, not greedy copies
     assert ledger.requests == 1 and ledger.prompt_tokens > 500 and 0 < ledger.completion_tokens <= 3 * 12
+    # 12 tokens cut the CoT: the log says `length`, the solution is marked and grading never keeps it
+    finishes = [sample["finish_reason"] for line in (tmp_path / "log.jsonl").read_text().splitlines()
+                if (row := json.loads(line)).get("kind") == "reply" for sample in row["samples"]]
+    assert finishes.count("length") == sum(s.truncated for s in solutions) > 0
     again, ledger = run()
     assert [s.solution for s in again] == [s.solution for s in solutions] and ledger.requests == 0
 

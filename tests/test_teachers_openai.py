@@ -370,3 +370,25 @@ def test_kill_9_mid_run_loses_at_most_the_requests_in_flight(tmp_path):
         assert not logged_hashes & {served.hash for served in resumed}  # nothing saved was asked again
     with CompletionLog(log_path) as log:
         assert len(log.entries) == total
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_completion_cut_by_max_tokens_is_never_kept_even_with_the_right_answer(tmp_path, endpoint):
+    problems = make_problems(3)
+    cut = lambda body, index: "length" if index == 0 else "stop"  # noqa: E731
+    with FakeOpenAIServer(answer=correct_answers, finish=cut) as server:
+        config = SikedConfig(teacher=teacher_config(server.url, samples=2, keep_per_strategy=2, endpoint=endpoint),
+                             sandbox={"workers": 1})
+        result = teach(config, problems, tmp_path, progress=False)
+    assert len(result.samples) == 3 * 3 * 2
+    for sample, verdict in zip(result.samples, result.verdicts, strict=True):
+        assert sample.truncated == (sample.sample_index == 0)
+        if sample.truncated:  # the text holds the right answer, but it was cut by the limit
+            assert verdict.status == "invalid" and not verdict.correct and verdict.truncated
+            assert "finish_reason: length" in verdict.detail
+        else:
+            assert verdict.correct
+    assert result.kept and all(k.sample_index == 1 and not k.truncated for k in result.kept)
+    rows = [json.loads(line) for line in (tmp_path / "teacher_samples.jsonl").read_text().splitlines()]
+    assert sum(row["truncated"] for row in rows) == 9
+    assert result.stats["by_strategy"]["cot"]["statuses"]["invalid"] == 3

@@ -300,6 +300,8 @@ def evaluate(
         if not data_specs:
             typer.echo(json.dumps(overview, indent=2)) if as_json else print_overview(overview)
             return
+        if not overview["best_model"]:
+            fail(f"{target}: the run has chosen no model yet (no evaluated iteration); rerun `siked run` to finish it")
         model = target / overview["best_model"]
     elif not data_specs:
         fail("give at least one --data NAME:SPLIT to evaluate a model")

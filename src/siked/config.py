@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from siked.errors import SikedError
 from siked.registry import TEACHER_BACKENDS
@@ -38,7 +38,9 @@ class DataConfig(Section):
     evaluation: list[DatasetSpec] = [DatasetSpec(name="gsm_symbolic", split="test", limit=32)]
     """Evaluation sets (the paper: GSM8K test, SVAMP, ASDiv, MultiArith)."""
     validation_fraction: float = Field(default=0.1, ge=0.0, lt=1.0)
-    """Share of training question ids held out for validation (the paper holds out 10%)."""
+    """Share of training question ids held out for validation (the paper holds out 10%). The best
+    iteration is the one with the highest validation accuracy; with 0 there is no validation set,
+    so `loop.patience` does not apply and the last iteration is the chosen model."""
     split_seed: int = 0
 
 
@@ -175,6 +177,10 @@ class GenerationConfig(Section):
     temperature: float = Field(default=0.7, ge=0)
     top_p: float = Field(default=0.95, gt=0, le=1)
     max_new_tokens: int = Field(default=512, ge=1)
+    """Token limit of each sampled solution (the student's own data)."""
+    eval_max_new_tokens: int = Field(default=1024, ge=1)
+    """Token limit of greedy decoding (evaluation, routing): longer than the sampling limit, as the
+    authors evaluate, so that a long correct solution is not cut. Each verdict records `truncated`."""
     batch_size: int = Field(default=64, ge=1)
     """hf: sequences per generate call (prompts x samples; the samples of a prompt share a batch)."""
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
@@ -194,9 +200,16 @@ class GenerationConfig(Section):
 
 class MixingConfig(Section):
     mode: Literal["all", "adaptive", "student"] = "adaptive"
+    """all: every teacher solution plus the student's correct ones; adaptive: teacher solutions only
+    where the student failed; student: the student's own only (the paper's "standard" ablation).
+    Whatever the mode, iteration 1 trains on teacher data, and an iteration whose student solved
+    nothing falls back to teacher data (recorded as `fallback` in the mix's metrics)."""
     granularity: Literal["question", "strategy"] = "question"
-    """adaptive: add teacher data where the student failed the question, or the question and strategy."""
+    """adaptive: add teacher data where the student failed the question, or the (question, strategy)
+    pair; `strategy` needs forced samples (`loop.sample_mode` forced or both)."""
     max_per_strategy: int = Field(default=1, ge=1)
+    """Teacher (and student) solutions used per question and strategy; SIKeD and every baseline use
+    the same teacher selection (`siked.mixing.select_teacher`)."""
     priority: list[str] | None = None
     """Optional strategy priority ("biased" selection)."""
 
@@ -207,7 +220,13 @@ class LoopConfig(Section):
     cot / l2m / pot: one pass on that strategy's teacher data (single-strategy distillation)."""
     max_iterations: int = Field(default=3, ge=1)
     patience: int = Field(default=1, ge=0)
-    """Stop after this many iterations without a better validation accuracy."""
+    """Stop after this many iterations without a better validation accuracy (0: never; unused
+    without a validation set)."""
+    sample_mode: Literal["free", "forced", "both"] = "both"
+    """How the student samples the training questions after an iteration. free: it writes its own
+    strategy tag; forced: one pass per strategy of `teacher.strategies` with that tag prefilled;
+    both: free and forced passes, as the authors' code samples (the default). Each pass draws
+    `generation.samples` per question, so forced and both cost 3 and 4 times free."""
     baselines: list[Literal["combined", "cot", "l2m", "pot"]] = []
     """Baselines trained in the same run from the same teacher data, with SIKeD's total step budget."""
     routing: bool = False
@@ -250,6 +269,16 @@ class SikedConfig(Section):
     mixing: MixingConfig = MixingConfig()
     loop: LoopConfig = LoopConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _strategy_mixing_needs_forced_samples(self) -> SikedConfig:
+        if self.mixing.granularity == "strategy" and self.loop.sample_mode == "free":
+            raise ValueError(
+                "mixing.granularity=strategy needs forced samples, but loop.sample_mode=free samples "
+                "each question only with the strategy the student picks: set loop.sample_mode to "
+                "forced or both, or mixing.granularity to question"
+            )
+        return self
 
 
 EMBEDDED_DEFAULT = Path(__file__).parent / "configs" / "embedded.yaml"
@@ -298,7 +327,10 @@ def _format_validation_error(exc: ValidationError, origin: str) -> str:
     """The first invalid field on the first line; any further ones on the lines after it."""
     fields = []
     for err in exc.errors():
-        field = ".".join(str(p) for p in err["loc"]) or "<root>"
+        if not err["loc"]:  # a rule across fields: its message names them; the input is the whole config
+            fields.append(err["msg"].removeprefix("Value error, "))
+            continue
+        field = ".".join(str(p) for p in err["loc"])
         fields.append(f"{field}: {err['msg']} (got {err.get('input')!r})")
     return "\n  ".join([f"invalid config ({origin}): {fields[0]}", *fields[1:]])
 

@@ -55,6 +55,7 @@ def summarize(verdicts: Sequence[Verdict]) -> dict:
         by_strategy={name: score(group) for name, group in sorted(by_strategy.items())},
         strategy_distribution=distribution(v.strategy for v in verdicts),
         by_status=dict(sorted(Counter(v.status for v in verdicts).items())),
+        truncated=sum(v.truncated for v in verdicts),
     ).dump()
 
 

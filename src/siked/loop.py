@@ -43,15 +43,16 @@ from siked.metrics import (
     RunInfo,
     SampleInfo,
     StageInfo,
+    StudentStats,
     TeacherInfo,
     TeacherStats,
     TrainInfo,
     TrainStats,
-    best_of,
+    choose_best,
     new_metrics,
     write_metrics,
 )
-from siked.mixing import correct_solutions, mix
+from siked.mixing import correct_solutions, mix, select_teacher
 from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, now
 from siked.sandbox import SandboxPool
@@ -212,33 +213,55 @@ class Loop:
         self.console.print(f"  {name} {key}: accuracy {EvalResult.read(summaries[key]).rate:.1%}")
         return path
 
+    def sample_modes(self) -> list[str]:
+        """The sampling passes of `loop.sample_mode`: free, one per taught strategy, or both."""
+        mode = self.config.loop.sample_mode
+        forced = list(self.config.teacher.strategies)
+        return ["free"] if mode == "free" else forced if mode == "forced" else ["free", *forced]
+
     def sample(self, name: str, model_dir: Path, problems: list[Problem]) -> list[Solution]:
         """The student's own solutions on the training questions; returns the correct ones."""
         samples_path = self.path(name, "samples.jsonl")
         verdicts_path = self.path(name, "sample_verdicts.jsonl")
 
         def run_sampling() -> tuple[list[Path], SampleInfo]:
+            solutions: list[Solution] = []
+            verdicts: list[Verdict] = []
+            by_mode: dict[str, StudentStats] = {}
             with open_student(model_dir, self.config) as student:
-                solutions, verdicts = self.generate_and_grade(
-                    student, problems, greedy=False, samples=self.config.generation.samples
-                )
+                for mode in self.sample_modes():
+                    found, judged = self.generate_and_grade(
+                        student, problems, greedy=False, mode=mode, samples=self.config.generation.samples
+                    )
+                    solutions += found
+                    verdicts += judged
+                    by_mode[mode] = StudentStats.read(sample_summary(problems, found, judged))
             write_jsonl(samples_path, solutions)
             write_jsonl(verdicts_path, verdicts)
-            return [samples_path, verdicts_path], SampleInfo(student=sample_summary(problems, solutions, verdicts))
+            summary = StudentStats.read(sample_summary(problems, solutions, verdicts))
+            if "free" in by_mode:  # the strategies the student picks itself, not the forced ones
+                summary.strategy_counts = by_mode["free"].strategy_counts
+            summary.by_mode = by_mode
+            return [samples_path, verdicts_path], SampleInfo(student=summary)
 
         self.stage(f"{name}/sample", SampleInfo, run_sampling)
         return correct_solutions(read_jsonl(samples_path, Solution), read_jsonl(verdicts_path, Verdict))
 
-    def mix(self, name: str, teacher: list[Solution], student_correct: list[Solution]) -> list[Solution]:
+    def mix(self, name: str, teacher: list[Solution], student_correct: list[Solution], *,
+            first_iteration: bool = False) -> list[Solution]:
         path = self.path(name, "train.jsonl")
         cfg = self.config.mixing
 
         def run_mix() -> tuple[list[Path], MixInfo]:
-            mixed = mix(teacher, student_correct, cfg.mode, cfg.granularity, cfg.max_per_strategy, cfg.priority)
+            mixed = mix(teacher, student_correct, cfg.mode, cfg.granularity, cfg.max_per_strategy, cfg.priority,
+                        first_iteration=first_iteration)
             write_jsonl(path, mixed.records)
-            return [path], MixInfo(train=TrainStats(
-                teacher_count=mixed.teacher_count, student_count=mixed.student_count,
-                alpha=mixed.alpha, strategy_counts=mixed.strategy_counts))
+            train = TrainStats(teacher_count=mixed.teacher_count, student_count=mixed.student_count,
+                               alpha=mixed.alpha, strategy_counts=mixed.strategy_counts)
+            if mixed.fallback:
+                train.fallback = mixed.fallback
+                self.console.print(f"  {name} mix: {mixed.fallback}")
+            return [path], MixInfo(train=train)
 
         self.stage(f"{name}/mix", MixInfo, run_mix)
         return read_jsonl(path, Solution)
@@ -252,7 +275,7 @@ class Loop:
         best_accuracy, non_improving = -1.0, 0
         for iteration in range(1, loop.max_iterations + 1):
             name = f"iter{iteration}"
-            records = self.mix(name, teacher, student_correct) if iteration > 1 else self.mix(name, teacher, [])
+            records = self.mix(name, teacher, student_correct, first_iteration=iteration == 1)
             init_from = previous if self.config.train.init == "previous" else None
             model_dir, _ = self.train(name, records, data.train, init_from)
             scores = self.evaluate(name, model_dir, data.eval_sets()).eval
@@ -264,7 +287,7 @@ class Loop:
             if iteration == loop.max_iterations:
                 self.stopped = f"max_iterations ({loop.max_iterations})"
                 break
-            if loop.patience and non_improving >= loop.patience:
+            if loop.patience and data.validation and non_improving >= loop.patience:
                 self.stopped = f"patience: no better validation accuracy for {non_improving} iteration(s)"
                 break
             student_correct = self.sample(name, model_dir, data.train)
@@ -272,7 +295,8 @@ class Loop:
 
     def baseline(self, method: str, data: Datasets, teacher: list[Solution], max_steps: int | None) -> None:
         name = f"baselines/{method}"
-        records = teacher if method == "combined" else [t for t in teacher if t.strategy == method]
+        records = select_teacher(teacher, self.config.mixing.max_per_strategy,
+                                 None if method == "combined" else [method])
         path = self.path(name, "train.jsonl")
         if not self.run.is_done(f"{name}/mix"):
             self.stage(f"{name}/mix", MixInfo, lambda: ([path], MixInfo(train=TrainStats(
@@ -340,9 +364,13 @@ class Loop:
         return names
 
     def best_iteration(self) -> str | None:
-        """The iteration `best_of` picks on the validation set."""
-        results = {n: self.recorded(f"{n}/eval", EvalInfo).eval for n in self.iteration_names()}
-        return best_of((n, r[VALIDATION].accuracy if VALIDATION in r else None) for n, r in results.items())
+        return self.best_choice()[0]
+
+    def best_choice(self) -> tuple[str | None, str | None]:
+        """(the chosen iteration, the rule that chose it); see `siked.metrics.choose_best`."""
+        evaluated = [n for n in self.iteration_names() if self.run.is_done(f"{n}/eval")]
+        results = {n: self.recorded(f"{n}/eval", EvalInfo).eval for n in evaluated}
+        return choose_best([(n, r[VALIDATION].accuracy if VALIDATION in r else None) for n, r in results.items()])
 
     def total_steps(self) -> int | None:
         steps = [self.recorded(f"{n}/train", TrainInfo).steps for n in self.iteration_names()]
@@ -382,7 +410,7 @@ class Loop:
     def metrics(self) -> Metrics:
         teacher_stats = self.recorded("teacher", TeacherInfo).stats
         names = self.iteration_names()
-        best = self.best_iteration()
+        best, best_rule = self.best_choice()
         wall_s, finished = self.working_time()
         baselines = [m for m in self.config.loop.baselines if m != self.config.loop.method]
         routing_path = self.path("routing.json")
@@ -395,12 +423,14 @@ class Loop:
                 student_model=self.config.student.model, mixing=self.config.mixing.model_dump(mode="json"),
                 started=self.run.manifest["created"], finished=finished or now(), wall_s=round(wall_s, 1),
                 baselines=baselines, routing=self.config.loop.routing,
+                validation_fraction=self.config.data.validation_fraction,
             ),
             teacher=TeacherStats(**teacher_stats.dump(), strategy_counts={
                 name: stats.kept or 0 for name, stats in teacher_stats.by_strategy.items()}),
             iterations=[self.iteration_metrics(index, name) for index, name in enumerate(names, start=1)],
             best_iteration=names.index(best) + 1 if best else None,
             best_model=f"{best}/model" if best else None,
+            best_rule=best_rule,
             stopped=self.stopped,
             baselines={method: Baseline(train=self.train_stats(f"baselines/{method}"),
                                         eval=self.recorded(f"baselines/{method}/eval", EvalInfo).eval)

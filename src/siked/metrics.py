@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -92,6 +92,8 @@ class EvalResult(Score):
     strategy_distribution: dict[str, float] = {}
     """Share of questions on which the student chose each strategy (`none`: no readable tag)."""
     by_status: dict[str, int] = {}
+    truncated: int | None = None
+    """Outputs cut by the generation token limit (None in older runs)."""
 
 
 class TrainStats(Record):
@@ -103,6 +105,8 @@ class TrainStats(Record):
     alpha: float | None = None
     """Share of teacher examples in the training mix."""
     strategy_counts: dict[str, int] = {}
+    fallback: str | None = None
+    """Why the mix holds teacher data its mixing mode would not give (iteration 1, nothing solved)."""
     train_loss: float | None = None
     steps: int | None = None
     tokens_per_s: float | None = None
@@ -117,6 +121,9 @@ class StudentStats(Record):
     questions: int | None = None
     solved_questions: int | None = None
     strategy_counts: dict[str, int] = {}
+    """The strategies of the free samples (all samples when nothing was free)."""
+    by_mode: dict[str, StudentStats] = {}
+    """The same per sampling pass of `loop.sample_mode` (free, or a forced strategy)."""
 
 
 class RoutingResult(Record):
@@ -252,6 +259,8 @@ class RunInfo(Record):
     """Baselines the run was configured to train (None: not recorded, as in older runs)."""
     routing: bool | None = None
     """Whether the run was configured to run the routing analysis (None: not recorded)."""
+    validation_fraction: float | None = None
+    """0: the run held out no validation set (the last iteration is the model)."""
 
 
 class Metrics(Record):
@@ -264,25 +273,39 @@ class Metrics(Record):
     best_iteration: int | None = None
     """1-based number of the iteration chosen on validation (`best_of`)."""
     best_model: str | None = None
+    best_rule: str | None = None
+    """The rule that chose the best iteration (None in older runs: validation accuracy)."""
     stopped: str | None = None
     baselines: dict[str, Baseline] = {}
     routing: dict[str, RoutingResult] = {}
 
     def best(self) -> tuple[Iteration | None, bool]:
-        """The recorded best iteration (and True), else the one `best_of` picks (and False)."""
+        """The recorded best iteration (and True), else the highest validation accuracy so far (and False)."""
         by_number = {it.iteration: it for it in self.iterations}
         if self.best_iteration in by_number:
             return by_number[self.best_iteration], True
-        return best_of((it, it.eval[VALIDATION].rate) for it in self.iterations if VALIDATION in it.eval), False
+        validated = [(it, it.eval[VALIDATION].rate) for it in self.iterations if VALIDATION in it.eval]
+        return choose_best([(it, rate) for it, rate in validated if rate is not None])[0], False
 
 
-def best_of(candidates: Iterable[tuple[T, float | None]]) -> T | None:
-    """The best iteration rule: the highest validation accuracy, the earliest on ties; never test."""
-    scored = [(accuracy, item) for item, accuracy in candidates if accuracy is not None]
-    if not scored:
-        return None
-    highest = max(accuracy for accuracy, _ in scored)
-    return next(item for accuracy, item in scored if accuracy == highest)
+BEST_BY_VALIDATION = "highest validation accuracy (earliest on ties)"
+BEST_IS_LAST = "last iteration (no validation set: data.validation_fraction is 0)"
+
+
+def choose_best(scores: Sequence[tuple[T, float | None]]) -> tuple[T | None, str | None]:
+    """The best-iteration rule: (iteration, the rule that chose it) among evaluated iterations in order,
+    given each one's validation accuracy.
+
+    The highest validation accuracy wins, the earliest on ties; test sets never choose. Where no
+    iteration has a validation accuracy (no validation set), the last evaluated iteration is the model.
+    """
+    scored = [(accuracy, item) for item, accuracy in scores if accuracy is not None]
+    if scored:
+        highest = max(accuracy for accuracy, _ in scored)
+        return next(item for accuracy, item in scored if accuracy == highest), BEST_BY_VALIDATION
+    if scores:
+        return scores[-1][0], BEST_IS_LAST
+    return None, None
 
 
 def new_metrics(**fields: Any) -> Metrics:

@@ -5,6 +5,10 @@ Pure functions over problem ids, never question text:
 - `adaptive`: teacher solutions only where the student failed, per question (the student solved
   it with no strategy) or per question and strategy (as when each strategy's sampling is forced);
 - `student`: the student's correct solutions only (the paper's "standard" ablation).
+
+Iteration 1 trains on teacher data whatever the mode, and an iteration whose mix would be empty
+(the student solved nothing in `student` mode) falls back to teacher data; `Mix.fallback` says so.
+The teacher records any method trains on, SIKeD or a baseline, come from `select_teacher`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ class Mix:
     teacher_count: int
     student_count: int
     strategy_counts: dict[str, int] = field(default_factory=dict)
+    fallback: str | None = None
+    """Why this mix holds teacher data its mode would not give (None: it follows its mode)."""
 
     @property
     def alpha(self) -> float:
@@ -107,6 +113,15 @@ def teacher_for_unsolved(
     raise ValueError(f"unknown granularity {granularity!r} (one of {', '.join(GRANULARITIES)})")
 
 
+def select_teacher(
+    teacher: Iterable[Solution], max_per_strategy: int, strategies: Sequence[str] | None = None
+) -> list[Solution]:
+    """The teacher records a method trains on: distinct solutions, at most `max_per_strategy` per
+    question and strategy, of `strategies` (None: all). SIKeD's mix and the baselines both use it."""
+    wanted = [t for t in teacher if strategies is None or t.strategy in strategies]
+    return cap_per_strategy(deduplicate(wanted), max_per_strategy)
+
+
 def mix(
     teacher: Sequence[Solution],
     student_correct: Sequence[Solution],
@@ -114,18 +129,28 @@ def mix(
     granularity: str = "question",
     max_per_strategy: int = 1,
     priority: Sequence[str] | None = None,
+    *,
+    first_iteration: bool = False,
 ) -> Mix:
     """Build one iteration's training set from kept teacher data and the student's correct data."""
     if mode not in MIX_MODES:
         raise ValueError(f"unknown mixing mode {mode!r} (one of {', '.join(MIX_MODES)})")
+    teacher = select_teacher(teacher, max_per_strategy)
     student = cap_per_strategy(deduplicate(student_correct), max_per_strategy)
-    if mode == "all":
+    fallback = None
+    if first_iteration:
+        student, teacher_part = [], list(teacher)
+        if mode == "student":
+            fallback = "iteration 1: teacher data (the student has no solutions yet)"
+    elif mode == "all":
         teacher_part = list(teacher)
     elif mode == "adaptive":
         teacher_part = teacher_for_unsolved(teacher, student, granularity)
-    else:
+    elif student:
         teacher_part = []
-    teacher_part = cap_per_strategy(deduplicate(teacher_part), max_per_strategy)
+    else:
+        teacher_part = list(teacher)
+        fallback = "teacher data: the student solved no training question"
     student_keys = {(s.problem_id, s.strategy, _normalized(s.solution)) for s in student}
     teacher_part = [
         t for t in teacher_part
@@ -140,4 +165,5 @@ def mix(
         teacher_count=len(teacher_part),
         student_count=len(student),
         strategy_counts=dict(Counter(r.strategy for r in records)),
+        fallback=fallback,
     )

@@ -46,6 +46,8 @@ class Solution(BaseModel):
     origin: str = "unknown"
     """Who wrote it: `teacher:<backend>:<model>`, `student:<iteration>`, `file`, ..."""
     sample_index: int = 0
+    truncated: bool = False
+    """The text was cut by the token limit (`finish_reason: length`), not ended by the writer."""
 
 
 class Verdict(BaseModel):
@@ -60,3 +62,5 @@ class Verdict(BaseModel):
     """The answer as the solution wrote it (or the repr of a program's `answer`)."""
     detail: str | None = None
     """Why the status is not `ok`: the error message, the rule that failed, ..."""
+    truncated: bool = False
+    """The graded output was cut by the generation token limit."""

@@ -73,6 +73,12 @@ def style_axes(ax: Axes, title: str, xlabel: str, ylabel: str) -> None:
     ax.grid(axis="y", alpha=0.3)
 
 
+def best_legend(view: RunView) -> str:
+    rule = view.metrics.best_rule
+    return "best (the last iteration: no validation set)" if rule and rule.startswith("last") else (
+        "best (chosen on validation)")
+
+
 def plot_accuracy(view: RunView) -> Plot | None:
     """Accuracy per iteration, one panel per evaluation set, baselines as dashed lines."""
     datasets = [d for d in view.datasets if any(d in it.eval for it in view.iterations)]
@@ -90,7 +96,7 @@ def plot_accuracy(view: RunView) -> Plot | None:
         best = dict(points).get(view.best.iteration) if view.best else None
         if best is not None:
             ax.plot([view.best.iteration], [best], marker="*", markersize=13, linestyle="none",
-                    color="gold", markeredgecolor=SIKED_COLOR, label="best (chosen on validation)")
+                    color="gold", markeredgecolor=SIKED_COLOR, label=best_legend(view))
         for index, (method, baseline) in enumerate(view.metrics.baselines.items()):
             result = baseline.eval.get(name)
             if result is not None and result.rate is not None:

@@ -52,7 +52,8 @@ def header_blocks(view: RunView) -> list[Block]:
     if view.best is None:
         best = MISSING
     else:
-        best = f"{view.best.iteration} (chosen on validation accuracy only)"
+        rule = view.metrics.best_rule or "validation accuracy only"
+        best = f"{view.best.iteration} (chosen by {rule})"
         if not view.best_recorded:
             best = f"{view.best.iteration} (not recorded by the run; highest validation accuracy so far)"
     status = run.finished or "not finished (in progress or interrupted)"
@@ -90,7 +91,8 @@ def missing_items(view: RunView) -> list[str]:
     last = view.iterations[-1].iteration if view.iterations else None
     # The iteration the loop stopped after samples nothing: nothing trains on its samples.
     without("student samples", lambda it: it.student or (metrics.stopped and it.iteration == last))
-    if view.iterations and not any(VALIDATION in it.eval for it in view.iterations):
+    no_validation_planned = metrics.run.validation_fraction == 0
+    if view.iterations and not no_validation_planned and not any(VALIDATION in it.eval for it in view.iterations):
         items.append("validation results (needed to choose the best iteration)")
     if metrics.best_iteration is None and view.best is not None:
         items.append("best_iteration (the run has not chosen one; marked here by validation accuracy)")
@@ -166,10 +168,13 @@ def training_section(view: RunView) -> Section:
         ])
     headers = ["Iteration", "Examples", "Teacher", "Student", "α", "Train loss", "Steps", "Tokens/s",
                "KL(train ‖ student)"]
+    fallbacks = [f"Iteration {it.iteration}: {it.train.fallback}." for it in view.iterations
+                 if it.train and it.train.fallback]
     blocks: list[Block] = [
         "α is the share of teacher examples in the training mix; it falls as the student's own correct "
         "solutions replace teacher data.",
         Table(headers, rows) if rows else "No iterations recorded yet.",
+        *(["Fallback to teacher data: " + " ".join(fallbacks)] if fallbacks else []),
         plot_alpha(view),
         plot_kl(view),
     ]

@@ -18,6 +18,8 @@ class Completion:
     text: str
     num_tokens: int
     """Generated tokens, the stop token included."""
+    truncated: bool = False
+    """Cut by the token limit: no end token and no stop string before it."""
 
 
 class GenerationBackend(Protocol):
@@ -30,6 +32,7 @@ class GenerationBackend(Protocol):
         samples: int,
         greedy: bool,
         progress: ProgressFn | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[list[Completion]]: ...
 
     def close(self) -> None: ...

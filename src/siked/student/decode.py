@@ -27,10 +27,10 @@ def grade_student_outputs(
     tagged = [s for s in solutions if s.strategy in known]
     graded = iter(grader.grade_many([(by_id[s.problem_id], s.strategy, s.solution) for s in tagged], progress))
     return [
-        next(graded) if s.strategy in known else Verdict(
+        (next(graded) if s.strategy in known else Verdict(
             problem_id=s.problem_id, strategy=s.strategy, status="invalid", correct=False,
             detail="no known strategy tag",
-        )
+        )).model_copy(update={"truncated": s.truncated})
         for s in solutions
     ]
 

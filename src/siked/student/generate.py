@@ -80,14 +80,17 @@ class HFBackend:
         samples: int,
         greedy: bool,
         progress: ProgressFn | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[list[Completion]]:
+        """`max_new_tokens` overrides `cfg.max_new_tokens` for this call."""
+        limit = max_new_tokens or self.cfg.max_new_tokens
         encoded = [self.tokenizer(p).input_ids for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
         per_batch = max(1, self.cfg.batch_size // samples)
         results: list[list[Completion]] = [[] for _ in prompts]
         for start in range(0, len(order), per_batch):
             batch = order[start : start + per_batch]
-            completions = self._generate([encoded[i] for i in batch], samples, greedy, prompts[batch[0]])
+            completions = self._generate([encoded[i] for i in batch], samples, greedy, prompts[batch[0]], limit)
             for k, index in enumerate(batch):
                 results[index] = completions[k * samples : (k + 1) * samples]
             if progress is not None:
@@ -95,7 +98,7 @@ class HFBackend:
         return results
 
     def _generate(
-        self, batch: list[list[int]], samples: int, greedy: bool, first_prompt: str
+        self, batch: list[list[int]], samples: int, greedy: bool, first_prompt: str, limit: int
     ) -> list[Completion]:
         import torch
 
@@ -103,7 +106,7 @@ class HFBackend:
         ids = inputs["input_ids"].to(self.model.device)
         mask = inputs["attention_mask"].to(self.model.device)
         sample = not greedy and self.cfg.temperature > 0
-        config, processors = self._decoding(sample)
+        config, processors = self._decoding(sample, limit)
         torch.manual_seed(batch_seed(self.cfg.seed, first_prompt))
         with torch.inference_mode():
             cache = self._shared_prefill(ids, mask, samples) if self.share_prefill and ids.shape[1] > 1 else None
@@ -113,7 +116,7 @@ class HFBackend:
                 past_key_values=cache, tokenizer=self.tokenizer,
             )
         new_tokens = output[:, ids.shape[1] :].tolist()
-        return [self._completion(tokens) for tokens in new_tokens]
+        return [self._completion(tokens, limit) for tokens in new_tokens]
 
     def _shared_prefill(self, ids: Any, mask: Any, samples: int) -> Any:
         """Encode each prompt once and copy its KV cache to its samples (not `samples` times over).
@@ -130,7 +133,7 @@ class HFBackend:
         cache.batch_repeat_interleave(samples)
         return cache
 
-    def _decoding(self, sample: bool) -> tuple[Any, Any]:
+    def _decoding(self, sample: bool, limit: int) -> tuple[Any, Any]:
         """Generation config and logits processors; sampling is drawn by `NucleusSampler`."""
         from transformers import GenerationConfig as HFGenerationConfig
         from transformers import LogitsProcessorList
@@ -140,7 +143,7 @@ class HFBackend:
         eos = self.model.generation_config.eos_token_id
         eos_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
         config = HFGenerationConfig(
-            max_new_tokens=self.cfg.max_new_tokens,
+            max_new_tokens=limit,
             do_sample=False,  # the sampler leaves one finite score per row: greedy picks the draw
             stop_strings=self.stops or None,
             eos_token_id=sorted(eos_ids),
@@ -149,11 +152,14 @@ class HFBackend:
         processors = [NucleusSampler(self.cfg.temperature, self.cfg.top_p)] if sample else []
         return config, LogitsProcessorList(processors)
 
-    def _completion(self, ids: list[int]) -> Completion:
+    def _completion(self, ids: list[int], limit: int) -> Completion:
         ends = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}
-        length = next((i + 1 for i, t in enumerate(ids) if t in ends), len(ids))
+        ended = next((i + 1 for i, t in enumerate(ids) if t in ends), None)
+        length = ended or len(ids)
         text = self.tokenizer.decode(ids[:length], skip_special_tokens=True)
-        return Completion(text=cut_at_stop(text, self.stops), num_tokens=length)
+        cut = cut_at_stop(text, self.stops)
+        truncated = ended is None and length >= limit and cut == text
+        return Completion(text=cut, num_tokens=length, truncated=truncated)
 
     def close(self) -> None:
         self.model = None
@@ -222,7 +228,10 @@ def run_generation(
     console: Any = None,
     progress: bool = True,
 ) -> GenerationRun:
-    """`generate_solutions`, also reporting generated tokens and seconds."""
+    """`generate_solutions`, also reporting generated tokens and seconds.
+
+    Greedy decoding is evaluation: it runs to `eval_max_new_tokens`, sampling to `max_new_tokens`.
+    """
     cfg, config_style = _sections(config)
     if mode != FREE:
         get_strategy(mode)  # an unknown strategy fails before anything loads
@@ -241,14 +250,15 @@ def run_generation(
         start = time.perf_counter()
         label = f"sampling {mode}" + (" (greedy)" if greedy else f" x{samples}")
         with progress_bar(len(prompts), label, console, enabled=progress) as advance:
-            completions = backend.complete(prompts, samples=samples, greedy=greedy, progress=advance)
+            completions = backend.complete(prompts, samples=samples, greedy=greedy, progress=advance,
+                                           max_new_tokens=cfg.eval_max_new_tokens if greedy else cfg.max_new_tokens)
         seconds = time.perf_counter() - start
     finally:
         if owned:
             backend.close()
     origin = origin or f"student:{source.spec}"
     solutions = [
-        to_solution(problem.id, c.text, mode, origin, index)
+        to_solution(problem.id, c.text, mode, origin, index).model_copy(update={"truncated": c.truncated})
         for problem, outs in zip(problems, completions, strict=True)
         for index, c in enumerate(outs)
     ]

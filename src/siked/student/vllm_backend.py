@@ -77,7 +77,8 @@ def lora_request(source: StudentSource) -> Any:
 
 def _completions(request_outputs: Sequence[Any], stops: Sequence[str]) -> list[list[Completion]]:
     return [
-        [Completion(text=cut_at_stop(o.text, stops), num_tokens=len(o.token_ids)) for o in out.outputs]
+        [Completion(text=cut_at_stop(o.text, stops), num_tokens=len(o.token_ids), truncated=o.finish_reason == "length")
+         for o in out.outputs]
         for out in request_outputs
     ]
 
@@ -105,11 +106,13 @@ class VLLMBackend:
         samples: int,
         greedy: bool,
         progress: ProgressFn | None = None,
+        max_new_tokens: int | None = None,
     ) -> list[list[Completion]]:
+        cfg = self.cfg.model_copy(update={"max_new_tokens": max_new_tokens or self.cfg.max_new_tokens})
         if self.llm is None:
-            results = _data_parallel(self.source, self.cfg, list(prompts), samples, greedy, self.stops)
+            results = _data_parallel(self.source, cfg, list(prompts), samples, greedy, self.stops)
         else:
-            params = sampling_params(self.cfg, samples, greedy, self.stops)
+            params = sampling_params(cfg, samples, greedy, self.stops)
             outputs = self.llm.generate(
                 list(prompts), params, lora_request=lora_request(self.source), use_tqdm=False
             )

@@ -139,6 +139,7 @@ class LLMTeacher(Teacher):
                             solution=strategy.clean(entry.text),
                             origin=self.origin,
                             sample_index=index,
+                            truncated=entry.finish_reason == "length",
                         )
                     )
         return solutions

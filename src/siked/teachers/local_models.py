@@ -82,7 +82,7 @@ class HFTeacher(LLMTeacher):
         return tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
 
     def _reply(self, request: Request, prompt_tokens: int, completions: list[Any], copies: int) -> Reply:
-        finishes = ["length" if c.num_tokens >= self.config.max_tokens else "stop" for c in completions]
+        finishes = ["length" if c.truncated else "stop" for c in completions]
         return Reply(
             request=request,
             sample_indices=list(request.sample_indices),

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,14 +141,28 @@ def _grade(
     config: SikedConfig, problems: Sequence[Problem], samples: Sequence[Solution], sandbox: Any, bars: Any
 ) -> list[Verdict]:
     by_id = {problem.id: problem for problem in problems}
-    items = [(by_id[s.problem_id], s.strategy, s.solution) for s in samples]
+    complete = [s for s in samples if not s.truncated]
+    items = [(by_id[s.problem_id], s.strategy, s.solution) for s in complete]
     task = bars.add_task("grading", total=len(items))
     advance: Callable[[int], None] = lambda n: bars.advance(task, n)  # noqa: E731
-    needs_sandbox = any(get_strategy(s.strategy).executes for s in samples)
+    needs_sandbox = any(get_strategy(s.strategy).executes for s in complete)
     if sandbox is not None or not needs_sandbox:
-        return Grader.from_config(config, sandbox).grade_many(items, progress=advance)
-    with SandboxPool.from_config(config.sandbox) as pool:
-        return Grader.from_config(config, pool).grade_many(items, progress=advance)
+        graded = Grader.from_config(config, sandbox).grade_many(items, progress=advance)
+    else:
+        with SandboxPool.from_config(config.sandbox) as pool:
+            graded = Grader.from_config(config, pool).grade_many(items, progress=advance)
+    return _with_truncated(samples, iter(graded))
+
+
+def _with_truncated(samples: Sequence[Solution], graded: Iterator[Verdict]) -> list[Verdict]:
+    """Verdicts aligned with `samples`: a sample cut by `teacher.max_tokens` is never correct, even
+    when its last number matches the gold (it was not graded)."""
+    return [
+        Verdict(problem_id=s.problem_id, strategy=s.strategy, status="invalid", correct=False, truncated=True,
+                detail="cut by teacher.max_tokens (finish_reason: length)")
+        if s.truncated else next(graded)
+        for s in samples
+    ]
 
 
 def select_kept(samples: Sequence[Solution], verdicts: Sequence[Verdict], keep: int) -> list[Solution]:

@@ -45,7 +45,7 @@ def choose_iteration(artifacts: RunArtifacts, iteration: str) -> tuple[str, Iter
     if iteration == "best":
         index = metrics.best_iteration
         if not index:
-            raise ExportError(f"{artifacts.path / 'metrics.json'}: no best iteration (no validation accuracy yet)")
+            raise ExportError(f"{artifacts.path / 'metrics.json'}: the run has chosen no model yet (no evaluated iteration)")
     elif iteration.isdigit() and 1 <= int(iteration) <= len(names):
         index = int(iteration)
     else:
@@ -145,8 +145,9 @@ def model_card(artifacts: RunArtifacts, name: str, entry: Iteration, kind: str, 
         "with it. Exported by `siked export model`.\n",
         "## Training\n",
         f"- base model: `{student}`" + (f" (the GGUF build of `{base_id}`)" if base_id != student else ""),
-        f"- exported: `{kind}` weights of {name} (best by validation accuracy: "
-        f"{(metrics.best_model or '?').removesuffix('/model')}); stopped: {metrics.stopped}",
+        f"- exported: `{kind}` weights of {name} (the run's chosen model: "
+        f"{(metrics.best_model or '?').removesuffix('/model')}, by {metrics.best_rule or 'validation accuracy'}); "
+        f"stopped: {metrics.stopped}",
         f"- method: `{config.loop.method}`, mixing `{config.mixing.mode}` by {config.mixing.granularity}; "
         f"iterations: {len(metrics.iterations)}, teacher share alpha per iteration: {alphas}",
         f"- training: LoRA r={config.train.lora_r}, alpha={config.train.lora_alpha}, init={config.train.init}, "

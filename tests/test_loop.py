@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_RUN
 from siked.config import load_config
 from siked.evaluation import kl_divergence
 from siked.io import read_jsonl
@@ -18,21 +19,7 @@ from siked.records import Solution
 
 pytestmark = pytest.mark.slow
 
-TINY = [
-    "data.train.limit=8",
-    "data.evaluation=[{name: gsm_symbolic, split: test, limit: 2}]",
-    "data.validation_fraction=0.25",
-    "train.max_steps=2",
-    "train.max_length=192",
-    "train.per_device_batch_size=2",
-    "train.gradient_accumulation_steps=1",
-    "generation.samples=2",
-    "generation.max_new_tokens=24",
-    "generation.eval_max_new_tokens=24",
-    "loop.max_iterations=2",
-    "loop.patience=0",
-    "loop.baselines=[combined]",
-]
+TINY = [*TINY_RUN, "loop.baselines=[combined]"]
 
 
 def stage_times(run_dir: Path) -> dict[str, str]:

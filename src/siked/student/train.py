@@ -209,7 +209,9 @@ def train_fingerprint(
 
 
 def check_resumable(out_dir: Path, fingerprint: dict[str, Any]) -> None:
-    """Refuse an output directory whose checkpoints or merged base come from another run's inputs."""
+    """Refuse an output directory whose checkpoints come from another run's inputs. A merged base
+    alone is only derived data (the previous iteration merged): one not recorded for these inputs
+    is removed, and merged again from `previous`."""
     state = [name for name in ("checkpoints", "base") if (out_dir / name).exists()]
     if not state:
         return
@@ -218,6 +220,10 @@ def check_resumable(out_dir: Path, fingerprint: dict[str, Any]) -> None:
     except (OSError, ValueError):
         recorded = None
     if recorded == fingerprint:
+        return
+    if state == ["base"]:
+        if is_main_process():
+            shutil.rmtree(out_dir / "base")
         return
     if not isinstance(recorded, dict):
         diffs = [f"{out_dir / FINGERPRINT} is missing or unreadable"]

@@ -37,6 +37,7 @@ TINY_RUN = [
     "train.gradient_accumulation_steps=1",
     "generation.samples=2",
     "generation.max_new_tokens=24",
+    "generation.eval_max_new_tokens=24",
     "loop.max_iterations=2",
     "loop.patience=0",
 ]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_RUN
 from siked.config import load_config
 from siked.evaluation import kl_divergence
 from siked.io import read_jsonl
@@ -18,21 +19,7 @@ from siked.records import Solution
 
 pytestmark = pytest.mark.slow
 
-TINY = [
-    "data.train.limit=8",
-    "data.evaluation=[{name: gsm_symbolic, split: test, limit: 2}]",
-    "data.validation_fraction=0.25",
-    "train.max_steps=2",
-    "train.max_length=192",
-    "train.per_device_batch_size=2",
-    "train.gradient_accumulation_steps=1",
-    "generation.samples=2",
-    "generation.max_new_tokens=24",
-    "generation.eval_max_new_tokens=24",
-    "loop.max_iterations=2",
-    "loop.patience=0",
-    "loop.baselines=[combined]",
-]
+TINY = [*TINY_RUN, "loop.baselines=[combined]"]
 
 
 def stage_times(run_dir: Path) -> dict[str, str]:
@@ -127,7 +114,7 @@ def test_changed_config_mid_run_is_refused(tmp_path: Path):
 
 
 def test_best_iteration_is_chosen_on_validation_else_the_last_one():
-    from siked.loop import BEST_BY_VALIDATION, BEST_IS_LAST, choose_best
+    from siked.metrics import BEST_BY_VALIDATION, BEST_IS_LAST, choose_best
 
     assert choose_best([("iter1", 0.5), ("iter2", 0.75), ("iter3", 0.75)]) == ("iter2", BEST_BY_VALIDATION)
     assert choose_best([("iter1", None), ("iter2", None)]) == ("iter2", BEST_IS_LAST)
@@ -179,7 +166,7 @@ def test_student_mode_run_finishes_with_teacher_data_first_and_as_fallback(tmp_p
 
 
 def test_run_without_validation_picks_the_last_iteration_routes_and_evaluates(tmp_path: Path):
-    from siked.loop import BEST_IS_LAST
+    from siked.metrics import BEST_IS_LAST
 
     out = tmp_path / "noval"
     metrics = run_command(out, "data.validation_fraction=0", "loop.routing=true",

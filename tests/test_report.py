@@ -318,7 +318,7 @@ def test_cli_compare_writes_markdown_and_names_a_missing_run(tmp_path):
 
 
 def test_run_without_validation_names_its_rule_and_fallbacks(tmp_path):
-    from siked.loop import BEST_IS_LAST
+    from siked.metrics import BEST_IS_LAST
 
     metrics = full_metrics()
     for it in metrics["iterations"]:

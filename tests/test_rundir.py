@@ -66,6 +66,18 @@ def test_a_directory_that_is_not_a_run_is_not_taken_over(tmp_path: Path):
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 
+def test_a_run_from_before_trainer_kwargs_resumes(tmp_path):
+    from siked.config import SikedConfig
+    from siked.rundir import RunDir, config_fingerprint
+
+    config = SikedConfig(out=tmp_path / "run")
+    run = RunDir.open(config)
+    assert "trainer_kwargs" not in run.manifest["config"]["train"]  # as an older siked wrote it
+    assert RunDir.open(config).manifest["resumed"] == 1
+    config.train.trainer_kwargs = {"max_grad_norm": 0.5}
+    assert config_fingerprint(config)["train"]["trainer_kwargs"] == {"max_grad_norm": 0.5}
+
+
 def test_operational_settings_may_change_on_resume_and_are_recorded(tmp_path: Path):
     RunDir.open(config_for(tmp_path / "run", "generation.batch_size=64"))
     smaller = ("generation.batch_size=8", "sandbox.workers=1", "generation.gpu_memory_utilization=0.5",

@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
-import siked.sandbox as sandbox
+import siked.sandbox.pool as sandbox
 from siked.config import SandboxConfig
 from siked.sandbox import ExecResult, SandboxError, SandboxPool, needs_sympy
+from siked.sandbox.worker.protocol import ANSWER_CHARS
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the sandbox needs Linux")
 
@@ -180,7 +181,7 @@ def test_answer_types(pool):
         "answer = True": ("True", None),
         "answer = [1, 2]": ("[1, 2]", None),
         "import numpy as np\nanswer = np.int64(5) * 2": ("10", 10.0),
-        "answer = 'x' * 5000": ("x" * sandbox.ANSWER_CHARS, None),
+        "answer = 'x' * 5000": ("x" * ANSWER_CHARS, None),
     }
     results = pool.run_many(list(cases))
     for (code, (text, number)), result in zip(cases.items(), results, strict=True):

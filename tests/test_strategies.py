@@ -15,7 +15,7 @@ from siked.strategies import (
     student_target,
 )
 from siked.strategies.exemplars import EXEMPLARS
-from siked.strategies.registry import _REGISTRY
+from siked.strategies.registry import STRATEGIES as _REGISTRY
 
 
 def test_three_strategies_share_the_same_eight_questions():

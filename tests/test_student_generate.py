@@ -186,8 +186,9 @@ def test_vllm_backend_settings_without_a_gpu(tmp_path: Path) -> None:
 def test_greedy_evaluation_has_its_own_limit_and_verdicts_record_truncation(backend: HFBackend) -> None:
     from siked.config import DatasetSpec
     from siked.data import load_spec
-    from siked.evaluation import grade_student_outputs, summarize
+    from siked.evaluation import summarize
     from siked.grading import Grader
+    from siked.student.decode import grade_student_outputs
 
     offline = load_spec(DatasetSpec(name="gsm_symbolic", split="test", limit=2))
     cfg = backend.cfg.model_copy(update={"max_new_tokens": 3, "eval_max_new_tokens": 9})

@@ -256,3 +256,32 @@ def test_two_process_data_parallel_run_merges_once_and_reports_once(
     assert result["train_tokens"] > 224  # both processes' batches counted
     assert (out / "base" / "config.json").is_file() and (out / MANIFEST).is_file()
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no second merge left behind
+
+
+def test_trainer_kwargs_reach_sftconfig_and_bad_keys_are_named(tmp_path: Path) -> None:
+    from siked.config import ConfigError, load_config
+    from siked.student.train import sft_config
+
+    config = load_config(None, ["train.trainer_kwargs={lr_scheduler_type: cosine, max_grad_norm: 0.5}"])
+    args = sft_config(tmp_path, config.train)
+    assert getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type) == "cosine" and args.max_grad_norm == 0.5
+    assert args.learning_rate == config.train.learning_rate  # the rest as siked sets it
+
+    for kwargs, message in [
+        ({"lr_sheduler_type": "cosine"}, "train.trainer_kwargs.lr_sheduler_type: not a field of trl.SFTConfig"
+                                         r"[^\n]*did you mean 'lr_scheduler_type'"),
+        ({"learning_rate": 1e-3}, "train.trainer_kwargs.learning_rate: siked sets it from train.learning_rate"),
+        ({"output_dir": "/tmp/x"}, "train.trainer_kwargs.output_dir: siked sets it itself"),
+        ({"lr_scheduler_type": "sideways"}, "train.trainer_kwargs: trl.SFTConfig refuses them"),
+    ]:
+        config.train.trainer_kwargs = kwargs
+        with pytest.raises(ConfigError, match=message):
+            sft_config(tmp_path, config.train)
+
+
+def test_cli_run_refuses_an_unknown_trainer_kwarg_before_any_stage(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["run", "--out", str(out), "--set", "train.trainer_kwargs={warmup_ratioo: 0.1}"])
+    assert result.exit_code == 2, result.output
+    assert "train.trainer_kwargs.warmup_ratioo: not a field" in result.output and "warmup_ratio" in result.output
+    assert not out.exists()  # nothing ran, no run directory holds the bad config

@@ -177,3 +177,34 @@ def test_real_llm_server_llama_cpp(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_a_registered_backend_is_chosen_by_name_like_a_built_in(tmp_path):
+    from pydantic import ValidationError
+
+    from siked.records import Solution
+    from siked.registry import TEACHER_BACKENDS
+    from siked.teachers import Teacher
+
+    class GoldProgram(Teacher):
+        """Writes the gold answer as a one-line program (the worked example of docs/extending.md)."""
+
+        backend = "gold_program"
+        uses_llm = False
+
+        def solve(self, problems, context):
+            return [Solution(problem_id=p.id, strategy="pot", solution=f"answer = {p.answer_text}", origin=self.origin)
+                    for p in problems if "pot" in context.strategies]
+
+    TEACHER_BACKENDS.register("gold_program", GoldProgram)
+    try:
+        config = SikedConfig(teacher={"backend": "gold_program", "strategies": ["pot"]}, sandbox={"workers": 1})
+        result = teach(config, make_problems(2), tmp_path / "out", progress=False)
+        assert [(s.problem_id, s.strategy) for s in result.kept] == [("toy/train/0", "pot"), ("toy/train/1", "pot")]
+        assert result.stats["backend"] == "gold_program" and result.stats["oracle_coverage"] == 1.0
+    finally:
+        TEACHER_BACKENDS.pop("gold_program")
+    with pytest.raises(ValidationError, match=r"unknown teacher backend 'gold_program' \(known: openai, vllm"):
+        SikedConfig(teacher={"backend": "gold_program"})
+    with pytest.raises(TeacherError, match="unknown teacher backend 'nope'"):
+        make_teacher(TeacherConfig.model_construct(backend="nope"))

@@ -3,22 +3,39 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
+from rich.table import Table
 from typer.core import TyperGroup
 
 from siked.config import SikedConfig, load_config
+from siked.data import load_problems, load_spec, parse_data_spec
 from siked.errors import SikedError
+from siked.evaluation import run_overview, summarize
+from siked.export import export_data, export_model, push_folder
+from siked.grading import Grader
+from siked.io import read_jsonl_numbered, write_jsonl
+from siked.loop import run as run_loop
+from siked.metrics import NO_STRATEGY, EvalResult
+from siked.progress import make_progress
+from siked.records import Solution
+from siked.sandbox import SandboxPool
+from siked.strategies import strategy_names
+from siked.student import FREE, read_examples, run_generation, train_student
+from siked.student.decode import evaluate_model, grade_student_outputs
+from siked.student.train import is_main_process
+from siked.teachers import teach as run_teach
 
 console = Console(stderr=True)
 
 
 class Commands(TyperGroup):
     """Runs the commands; any `SikedError` ends here, once: one line on stderr, exit status 2."""
-
     def invoke(self, ctx: typer.Context) -> object:
         try:
             return super().invoke(ctx)
@@ -65,8 +82,6 @@ def quiet_libraries() -> None:
     """siked shows its own progress per stage; the libraries' tqdm bars (loading weights, dataset
     maps, saving shards) only clutter it. Set before those libraries are imported; a user's own
     setting of the variables wins."""
-    import os
-
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers follows it too
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
 
@@ -89,7 +104,7 @@ def compare(
     out: Annotated[Path | None, typer.Option("--out", help="Write the Markdown here instead of printing it.")] = None,
 ) -> None:
     """Several runs side by side: accuracy with 95% intervals, training budget, strategy choices."""
-    from siked.report import compare_runs
+    from siked.report import compare_runs  # imports matplotlib: only when asked
 
     markdown = compare_runs(run_dirs)
     if out is None:
@@ -107,8 +122,6 @@ DataFileOption = Annotated[
 
 def load_dataset_arg(spec: str, data_file: Path | None, limit: int | None = None) -> list:
     """Problems of `NAME:SPLIT`, with a clean error for anything a user can get wrong."""
-    from siked.data import load_problems, parse_data_spec
-
     name, split = parse_data_spec(spec)
     return load_problems(name, split, data_file=data_file, limit=limit)
 
@@ -138,12 +151,7 @@ def data(
 
 def read_solution_file(path: Path, problems: dict) -> list:
     """The solutions of a `siked grade` file; every unknown id or strategy is reported by line."""
-    from siked.io import read_jsonl_numbered
-    from siked.records import Solution
-    from siked.strategies import strategy_names
-
     rows = read_jsonl_numbered(path, Solution)
-    from siked.evaluation import NO_STRATEGY
 
     known = {*strategy_names(), NO_STRATEGY}  # "none": an untagged student output, graded invalid
     errors = []
@@ -171,12 +179,6 @@ def grade(
     overrides: SetOption = None,
 ) -> None:
     """Grade solutions against a dataset's gold answers; PoT programs run in the sandbox."""
-    from siked.evaluation import grade_student_outputs, summarize
-    from siked.grading import Grader
-    from siked.io import write_jsonl
-    from siked.progress import make_progress
-    from siked.sandbox import SandboxPool
-
     cfg = config_from(config, overrides)
     problems = {p.id: p for p in load_dataset_arg(data_spec, data_file)}
     rows = read_solution_file(solutions, problems)
@@ -197,16 +199,15 @@ def grade(
 
 
 def print_grade_summary(summary: dict) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"accuracy {summary['accuracy']:.1%} ({summary['correct']}/{summary['total']})")
+    result = EvalResult.read(summary)
+    table = Table(title=f"accuracy {result.rate or 0.0:.1%} ({result.correct}/{result.total})")
     for column in ("strategy", "total", "correct", "accuracy"):
         table.add_column(column)
-    for name, block in summary["by_strategy"].items():
-        table.add_row(name, str(block["total"]), str(block["correct"]), f"{block['accuracy']:.1%}")
+    for name, block in result.by_strategy.items():
+        table.add_row(name, str(block.total), str(block.correct), f"{block.rate or 0.0:.1%}")
     out = Console()
     out.print(table)
-    out.print("status: " + ", ".join(f"{k} {v}" for k, v in summary["by_status"].items()))
+    out.print("status: " + ", ".join(f"{k} {v}" for k, v in result.by_status.items()))
 
 
 @app.command()
@@ -232,10 +233,7 @@ def teach(
     LLM completions are appended durably to OUT/teacher_completions.jsonl.
     Rerunning, or resuming after a crash, sends only the requests that never succeeded.
     """
-    from pydantic import ValidationError
 
-    from siked.data import load_spec, parse_data_spec
-    from siked.teachers import teach as run_teach
 
     cfg = config_from(config, overrides)
     flags = {"backend": teacher, "base_url": base_url, "model": model, "samples": samples}
@@ -271,8 +269,6 @@ def run(
     With no config it runs the embedded default offline (gsm_symbolic, reference teacher, SmolLM2).
     Rerunning the same command resumes at the first unfinished stage.
     """
-    from siked.loop import run as run_loop
-
     cfg = config_from(config, (overrides or []) + ([f"out={out}"] if out else []))
     run_dir = run_loop(cfg, console)
     typer.echo(run_dir)
@@ -294,8 +290,6 @@ def evaluate(
     For a run directory without --data, prints its per-iteration metrics (strategy distributions of
     teacher data, training mix and student; KL(train || student)); with --data, evaluates its best iteration.
     """
-    from siked.evaluation import evaluate_model, run_overview
-
     cfg = config_from(config, overrides)
     files = list(data_files or [])
     if len(files) > len(data_specs or []):
@@ -325,8 +319,6 @@ def evaluate(
 
 
 def print_overview(overview: dict) -> None:
-    from rich.table import Table
-
     table = Table(title=f"run {overview['run']} (best: {overview['best_model']})")
     for column in ("iteration", "alpha", "teacher data", "training mix", "student", "KL(train||student)", "validation"):
         table.add_column(column)
@@ -340,8 +332,6 @@ def print_overview(overview: dict) -> None:
 
 def apply_flags(section: object, flags: dict) -> None:
     """Set the given (non-None) command-line values on a config section, validated."""
-    from pydantic import ValidationError
-
     for field, value in flags.items():
         if value is None:
             continue
@@ -373,9 +363,6 @@ def train(
     `accelerate launch -m siked.cli train ...` for multi-GPU training (docs/multi-gpu.md).
     Rerunning after an interruption resumes from the newest checkpoint in OUT.
     """
-    from siked.student import read_examples, train_student
-    from siked.student.train import is_main_process
-
     cfg = config_from(config, overrides)
     apply_flags(cfg.student, {"model": model})
     apply_flags(cfg.train, {"epochs": epochs, "max_steps": max_steps, "init": init, "full_finetune": full_finetune})
@@ -418,13 +405,6 @@ def sample(
     verdicts beside it (OUT with suffix .verdicts.jsonl); prints accuracy per chosen strategy,
     the strategy-choice distribution and the generation throughput.
     """
-    from siked.evaluation import grade_student_outputs, summarize
-    from siked.grading import Grader
-    from siked.io import write_jsonl
-    from siked.sandbox import SandboxPool
-    from siked.strategies import strategy_names
-    from siked.student import FREE, run_generation
-
     cfg = config_from(config, overrides)
     if strategy != FREE and strategy not in strategy_names():
         fail(f"--strategy {strategy!r}: expected free or one of {', '.join(strategy_names())}")
@@ -448,7 +428,7 @@ def sample(
         typer.echo(json.dumps(summary))
         return
     print_grade_summary(summary)
-    choices = ", ".join(f"{name} {share:.0%}" for name, share in summary["strategy_distribution"].items())
+    choices = ", ".join(f"{name} {share:.0%}" for name, share in EvalResult.read(summary).strategy_distribution.items())
     console.print(f"strategy choices: {choices}")
     console.print(f"solved {summary['solved_questions']}/{len(problems)} questions; "
                   f"{run.generated_tokens:,} tokens at {run.tokens_per_s:,.1f} tokens/s")
@@ -468,7 +448,6 @@ PushOption = Annotated[
 def push_export(folder: Path, repo: str | None, repo_type: str) -> None:
     if repo is None:
         return
-    from siked.export import push_folder
 
     url = push_folder(folder, repo, repo_type)  # type: ignore[arg-type]
     console.print(f"pushed to {url}", soft_wrap=True)
@@ -477,8 +456,6 @@ def push_export(folder: Path, repo: str | None, repo_type: str) -> None:
 @export_app.command("data")
 def export_data_command(run_dir: RunDirArg, out: OutOption, push_to_hub: PushOption = None) -> None:
     """Kept teacher solutions and each iteration's training mix as a `datasets` folder with a card."""
-    from siked.export import export_data
-
     result = export_data(run_dir, out)
     rows = ", ".join(f"{path} {count}" for path, count in result.rows.items())
     console.print(f"exported {rows} rows in {result.seconds:.1f} s", soft_wrap=True)
@@ -495,8 +472,6 @@ def export_model_command(
     push_to_hub: PushOption = None,
 ) -> None:
     """One iteration's student as a transformers folder (adapter or merged weights) with a model card."""
-    from siked.export import export_model
-
     result = export_model(run_dir, out, iteration=iteration, merge=merge)
     console.print(f"exported {result.iteration} ({result.kind}) in {result.seconds:.1f} s", soft_wrap=True)
     push_export(result.out, push_to_hub, "model")

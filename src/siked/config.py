@@ -13,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from siked.errors import SikedError
+from siked.registry import TEACHER_BACKENDS
 
 
 class Section(BaseModel):
@@ -64,10 +65,19 @@ class GradingConfig(Section):
 
 
 class TeacherConfig(Section):
-    backend: Literal["openai", "vllm", "hf", "file", "reference"] = "reference"
+    backend: str = "reference"
     """openai: an OpenAI-compatible server; vllm: the offline vLLM engine (GPU, extra `siked[vllm]`);
     hf: a local transformers model; file: pre-generated solutions; reference: the dataset's own
-    worked solutions turned into every strategy (no LLM)."""
+    worked solutions turned into every strategy (no LLM); or a backend registered in
+    `siked.registry.TEACHER_BACKENDS`."""
+
+    @field_validator("backend")
+    @classmethod
+    def _registered(cls, backend: str) -> str:
+        if backend not in TEACHER_BACKENDS:
+            raise ValueError(f"unknown teacher backend {backend!r} (known: {', '.join(TEACHER_BACKENDS)})")
+        return backend
+
     base_url: str | None = None
     """OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."""
     model: str | None = None
@@ -168,6 +178,10 @@ class TrainConfig(Section):
     resume: bool = True
     """Resume from the newest checkpoint in the output directory when there is one."""
     seed: int = 0
+    trainer_kwargs: dict[str, Any] = {}
+    """Any other `trl.SFTConfig` / `transformers.TrainingArguments` field, passed through as given, e.g.
+    `{lr_scheduler_type: cosine, max_grad_norm: 0.5}`; also overrides what siked fixes (linear schedule,
+    loss on the completion only, no packing). Keys siked sets from a field above are refused, naming it."""
     launcher: LauncherConfig = LauncherConfig()
     """`siked run` only: the processes its training stage runs in."""
 

@@ -91,7 +91,10 @@ def config_fingerprint(config: SikedConfig) -> dict[str, Any]:
     """The config fields that decide a run's results (operational ones and the directory excluded)."""
     data = config.model_dump(mode="json")
     data.pop("out", None)
-    return _split_operational(data)[0]
+    results = _split_operational(data)[0]
+    if not results["train"]["trainer_kwargs"]:  # unused: runs from before the field existed still resume
+        del results["train"]["trainer_kwargs"]
+    return results
 
 
 def operational_settings(config: SikedConfig) -> dict[str, Any]:

@@ -23,20 +23,31 @@ from rich.console import Console
 from siked.config import SikedConfig
 from siked.errors import SikedError
 from siked.io import read_jsonl, write_json, write_jsonl
+from siked.metrics import (
+    EvalInfo,
+    EvalResult,
+    RoutingInfo,
+    SampleInfo,
+    StageInfo,
+    StudentStats,
+    TeacherInfo,
+    TrainInfo,
+)
 from siked.records import Problem, Solution
+from siked.registry import Registry
 from siked.stages import PARENT_ENV, RESULT, StageError, StageRequest, write_result
 
-StageBody = Callable[[SikedConfig, dict[str, Any], Any], tuple[list[str], dict[str, Any]]]
-"""(config, arguments, console) -> (output paths, info recorded in the manifest)."""
+StageBody = Callable[[SikedConfig, dict[str, Any], Any], tuple[list[str], StageInfo]]
+"""(config, arguments, console) -> (output paths, the info the manifest records)."""
 
-STAGE_KINDS: dict[str, StageBody] = {}
+STAGE_KINDS: Registry[StageBody] = Registry("stage kind")
 
 
 def stage_kind(name: str) -> Callable[[StageBody], StageBody]:
     """Register a stage body under `name`."""
 
     def register(body: StageBody) -> StageBody:
-        STAGE_KINDS[name] = body
+        STAGE_KINDS.register(name, body)
         return body
 
     return register
@@ -56,35 +67,35 @@ def grader(config: SikedConfig) -> Iterator[Any]:
 
 
 @stage_kind("teach")
-def teach_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], dict[str, Any]]:
+def teach_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], TeacherInfo]:
     """args: problems (JSONL of the training questions), out_dir."""
     from siked.teachers import teach
 
     out_dir = Path(args["out_dir"])
     result = teach(config, read_jsonl(args["problems"], Problem), out_dir, console=console)
-    return [str(out_dir / "teacher.jsonl"), str(out_dir / "teacher_stats.json")], {"stats": result.stats}
+    return [str(out_dir / "teacher.jsonl"), str(out_dir / "teacher_stats.json")], TeacherInfo(stats=result.stats)
 
 
 @stage_kind("train")
-def train_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], dict[str, Any]]:
+def train_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], TrainInfo]:
     """args: data (solutions JSONL), questions (problems JSONL), out_dir, previous, max_steps,
     trainer_args (SFTConfig fields from the loop's tracking)."""
-    from siked.student import train_student
+    from siked.student.train import train_student
 
     records = read_jsonl(args["data"], Solution)
     by_id = {p.id: p for p in read_jsonl(args["questions"], Problem)}
     result = train_student([(by_id[r.problem_id], r) for r in records], config, args["out_dir"],
                            previous=args.get("previous"), max_steps=args.get("max_steps"), console=console,
                            trainer_args=args.get("trainer_args"))
-    info = {"examples": len(records), "steps": result.steps, "train_loss": result.train_loss,
-            "tokens_per_s": result.tokens_per_s, "processes": result.processes}
-    return [str(args["out_dir"])], info
+    return [str(args["out_dir"])], TrainInfo(examples=len(records), steps=result.steps, train_loss=result.train_loss,
+                                             tokens_per_s=result.tokens_per_s, processes=result.processes)
 
 
 @stage_kind("evaluate")
-def evaluate_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], dict[str, Any]]:
+def evaluate_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], EvalInfo]:
     """args: model, name (for the console), sets: {key: {problems, out}} (greedy, free choice)."""
-    from siked.evaluation import decode_and_grade, open_student, summarize
+    from siked.evaluation import summarize
+    from siked.student.decode import decode_and_grade, open_student
 
     outputs, summaries = [], {}
     with grader(config) as grade, open_student(args["model"], config) as student:
@@ -96,9 +107,9 @@ def evaluate_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> t
             write_jsonl(Path(paths["out"]), [{**s.model_dump(mode="json"), "verdict": v.model_dump(mode="json")}
                                              for s, v in zip(solutions, verdicts, strict=True)])
             outputs.append(str(paths["out"]))
-            summaries[key] = summarize(verdicts)
-            console.print(f"  {args['name']} {key}: accuracy {summaries[key]['accuracy']:.1%}")
-    return outputs, {"eval": summaries}
+            summaries[key] = EvalResult.read(summarize(verdicts))
+            console.print(f"  {args['name']} {key}: accuracy {summaries[key].rate:.1%}")
+    return outputs, EvalInfo(eval=summaries)
 
 
 def sample_modes(config: SikedConfig) -> list[str]:
@@ -109,9 +120,10 @@ def sample_modes(config: SikedConfig) -> list[str]:
 
 
 @stage_kind("sample")
-def sample_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], dict[str, Any]]:
+def sample_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], SampleInfo]:
     """args: model, problems, samples and verdicts (output JSONL paths)."""
-    from siked.evaluation import decode_and_grade, open_student, sample_summary
+    from siked.evaluation import sample_summary
+    from siked.student.decode import decode_and_grade, open_student
 
     problems = read_jsonl(args["problems"], Problem)
     solutions, verdicts, by_mode = [], [], {}
@@ -121,21 +133,22 @@ def sample_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tup
                                              samples=config.generation.samples, console=console)
             solutions += found
             verdicts += judged
-            by_mode[mode] = sample_summary(problems, found, judged)
+            by_mode[mode] = StudentStats.read(sample_summary(problems, found, judged))
     write_jsonl(Path(args["samples"]), solutions)
     write_jsonl(Path(args["verdicts"]), verdicts)
-    summary = sample_summary(problems, solutions, verdicts)
+    summary = StudentStats.read(sample_summary(problems, solutions, verdicts))
     if "free" in by_mode:  # the strategies the student picks itself, not the forced ones
-        summary["strategy_counts"] = by_mode["free"]["strategy_counts"]
-    summary["by_mode"] = by_mode
-    return [str(args["samples"]), str(args["verdicts"])], {"student": summary}
+        summary.strategy_counts = by_mode["free"].strategy_counts
+    summary.by_mode = by_mode
+    return [str(args["samples"]), str(args["verdicts"])], SampleInfo(student=summary)
 
 
 @stage_kind("route")
-def route_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], dict[str, Any]]:
+def route_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], RoutingInfo]:
     """args: model, model_name, sets: {key: problems JSONL}, out. Every set decoded with each strategy forced."""
-    from siked.evaluation import decode_and_grade, open_student, routing
+    from siked.evaluation import routing
     from siked.strategies import strategy_names
+    from siked.student.decode import decode_and_grade, open_student
 
     table = {}
     with grader(config) as grade, open_student(args["model"], config) as student:
@@ -145,18 +158,20 @@ def route_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tupl
                                              console=console)[1] for name in strategy_names()}
             table[key] = routing(problems, forced)
     write_json(Path(args["out"]), table)
-    return [str(args["out"])], {"model": args["model_name"]}
+    return [str(args["out"])], RoutingInfo(model=args["model_name"])
 
 
 # --- running one request ---------------------------------------------------------------------
 
 
 def run_request(request: StageRequest, console: Any) -> tuple[list[str], dict[str, Any]]:
-    """Run a stage's body here, in this process (the worker's job; the loop's when stages run in-process)."""
+    """Run a stage's body here, in this process (the worker's job; the loop's when stages run in-process);
+    returns its outputs and its info as JSON (the loop reads it back with the stage's info record)."""
     if request.kind not in STAGE_KINDS:
         raise StageError(f"stage {request.stage}: unknown kind {request.kind!r} (known: {', '.join(STAGE_KINDS)})")
     config = SikedConfig.model_validate(request.config)
-    return STAGE_KINDS[request.kind](config, request.args, console)
+    outputs, info = STAGE_KINDS[request.kind](config, request.args, console)
+    return outputs, info.dump()
 
 
 def watch_parent() -> None:

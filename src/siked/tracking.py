@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from siked.errors import SikedError
+from siked.metrics import Iteration, TeacherStats, TrainStats
 
 TRACKERS: dict[str, str] = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
 """Tracker name -> the module it needs (installed by the `siked[tracking]` extra)."""
@@ -50,36 +51,32 @@ def stage_key(stage: str) -> str:
     return stage.replace("/", "-")
 
 
-def iteration_scalars(entry: Mapping[str, Any], teacher: Mapping[str, Any]) -> dict[str, float]:
+def iteration_scalars(entry: Iteration | Mapping[str, Any], teacher: TeacherStats | Mapping[str, Any] | None) -> dict[str, float]:
     """The loop's metrics of one iteration (an entry of metrics.json's `iterations`), flat."""
-    scalars: dict[str, float] = {}
-    for key, summary in entry.get("eval", {}).items():
-        if "accuracy" in summary:
-            scalars[f"eval/{key}/accuracy"] = summary["accuracy"]
-        for name, share in summary.get("strategy_distribution", {}).items():
+    it = entry if isinstance(entry, Iteration) else Iteration.read(entry)
+    stats = teacher if isinstance(teacher, TeacherStats) else TeacherStats.read(teacher or {})
+    scalars: dict[str, float | None] = {}
+    for key, result in it.eval.items():
+        scalars[f"eval/{key}/accuracy"] = result.accuracy
+        for name, share in result.strategy_distribution.items():
             scalars[f"eval/{key}/choice/{name}"] = share
-    train = entry.get("train", {})
-    if "alpha" in train:
-        scalars["mix/alpha"] = train["alpha"]
-    counts = train.get("strategy_counts", {})
-    for name, count in counts.items():
-        scalars[f"mix/share/{name}"] = count / max(1, sum(counts.values()))
-    for key in ("teacher_count", "student_count", "steps", "train_loss"):
-        if isinstance(train.get(key), (int, float)):
-            scalars[f"train/{key}"] = train[key]
-    student = entry.get("student")
-    if student:
-        scalars["student/solved_share"] = student["solved_questions"] / max(1, student["questions"])
-        scalars["student/correct_samples"] = student["correct"]
-        sampled = student.get("strategy_counts", {})
+    train = it.train or TrainStats()
+    scalars["mix/alpha"] = train.alpha
+    for name, count in train.strategy_counts.items():
+        scalars[f"mix/share/{name}"] = count / max(1, sum(train.strategy_counts.values()))
+    scalars.update({"train/teacher_count": train.teacher_count, "train/student_count": train.student_count,
+                    "train/steps": train.steps, "train/train_loss": train.train_loss})
+    if it.student:
+        if it.student.solved_questions is not None:
+            scalars["student/solved_share"] = it.student.solved_questions / max(1, it.student.questions or 0)
+        scalars["student/correct_samples"] = it.student.correct
+        sampled = it.student.strategy_counts
         for name, count in sampled.items():
             scalars[f"student/choice/{name}"] = count / max(1, sum(sampled.values()))
-    if entry.get("kl_train_student") is not None:
-        scalars["kl_train_student"] = entry["kl_train_student"]
-    for key in ("cost", "prompt_tokens", "completion_tokens"):
-        if isinstance(teacher.get(key), (int, float)):
-            scalars[f"teacher/{key}"] = teacher[key]
-    return {key: float(value) for key, value in scalars.items()}
+    scalars["kl_train_student"] = it.kl_train_student
+    scalars.update({"teacher/cost": stats.cost, "teacher/prompt_tokens": stats.prompt_tokens,
+                    "teacher/completion_tokens": stats.completion_tokens})
+    return {key: float(value) for key, value in scalars.items() if value is not None}
 
 
 class Tracker:

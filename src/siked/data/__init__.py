@@ -24,6 +24,7 @@ from siked.data.common import DataError
 from siked.data.numbers import parse_gold
 from siked.data.splits import split_validation
 from siked.records import Problem
+from siked.registry import Registry
 
 if TYPE_CHECKING:
     from siked.config import DatasetSpec
@@ -52,9 +53,9 @@ class DatasetInfo:
     raw_files: str | None = None
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    info.name: info
-    for info in (
+DATASETS: Registry[DatasetInfo] = Registry("dataset")
+"""Dataset name -> its `DatasetInfo`; a new dataset joins with `DATASETS.register(name, DatasetInfo(...))`."""
+for _info in (
         DatasetInfo(
             "gsm8k",
             "GSM8K grade-school math with worked solutions and socratic sub-questions",
@@ -108,8 +109,8 @@ DATASETS: dict[str, DatasetInfo] = {
             ("any",),
             raw_files="--data-file PATH",
         ),
-    )
-}
+):
+    DATASETS.register(_info.name, _info)
 
 
 def _known() -> str:

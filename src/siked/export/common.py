@@ -13,6 +13,7 @@ from typing import Any
 from siked.config import ConfigError, SikedConfig, load_config
 from siked.errors import SikedError
 from siked.io import RecordError, atomic_directory, read_jsonl
+from siked.metrics import Metrics, MetricsError, TeacherStats, load_metrics
 from siked.records import Problem
 
 DATA_LICENSES = {
@@ -64,12 +65,15 @@ class RunArtifacts:
             raise ExportError(f"{path} is not valid JSON: {exc}") from None
 
     @cached_property
-    def metrics(self) -> dict[str, Any]:
-        return self.json("metrics.json")
+    def metrics(self) -> Metrics:
+        try:
+            return load_metrics(self.path)
+        except MetricsError as exc:
+            raise ExportError(str(exc)) from None
 
     @cached_property
-    def teacher_stats(self) -> dict[str, Any]:
-        return self.json("teacher", "teacher_stats.json", required=False)
+    def teacher_stats(self) -> TeacherStats:
+        return TeacherStats.read(self.json("teacher", "teacher_stats.json", required=False))
 
     def records(self, relative: str, model: type) -> list:
         path = self.path / relative

@@ -145,6 +145,10 @@ def card_configs(rows: dict[str, int]) -> list[dict[str, Any]]:
             for name, files in configs.items()]
 
 
+def dash(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
 def dataset_card(artifacts: RunArtifacts, rows: dict[str, int]) -> str:
     config, stats = artifacts.config, artifacts.teacher_stats
     licenses = artifacts.data_licenses()
@@ -165,12 +169,12 @@ def dataset_card(artifacts: RunArtifacts, rows: dict[str, int]) -> str:
         "Teacher solutions and per-iteration training mixes of a SIKeD run (self-guided iterative "
         "knowledge distillation for math reasoning), written by `siked export data`.\n",
         "## Teacher\n",
-        f"- backend: `{teacher.backend}`, model: `{stats.get('model', teacher.model)}`",
+        f"- backend: `{teacher.backend}`, model: `{stats.model or teacher.model}`",
         f"- strategies: {', '.join(teacher.strategies)}; {teacher.samples} sample(s) per question and strategy "
         f"at temperature {teacher.temperature}, top-p {teacher.top_p}, up to {teacher.max_tokens} tokens",
     ]
-    if stats.get("notice"):
-        lines.append(f"- note: {stats['notice']}")
+    if stats.notice:
+        lines.append(f"- note: {stats.notice}")
     lines += [
         "\n## Prompts\n",
         f"The student prompt style is `{config.student.prompt_style}`; the instruction is:\n",
@@ -184,9 +188,9 @@ def dataset_card(artifacts: RunArtifacts, rows: dict[str, int]) -> str:
         "## Solve rates\n",
         "| strategy | questions | solved | solve rate | sample accuracy |", "|---|---|---|---|---|",
     ]
-    for name, block in stats.get("by_strategy", {}).items():
-        lines.append(f"| {name} | {block.get('attempted', '-')} | {block.get('correct', '-')} | "
-                     f"{block.get('solve_rate', 0):.1%} | {block.get('sample_accuracy', 0):.1%} |")
+    for name, block in stats.by_strategy.items():
+        lines.append(f"| {name} | {dash(block.attempted)} | {dash(block.correct)} | "
+                     f"{block.solve_rate or 0:.1%} | {block.sample_accuracy or 0:.1%} |")
     lines += [
         "\n## Training mixes\n",
         f"Mixing: `{config.mixing.mode}` by {config.mixing.granularity}. Config `mix`, split `iterN`: the "

@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from siked.evaluation import wilson_interval
 from siked.export.common import ExportError, RunArtifacts, base_license, output_folder, yaml_header
+from siked.metrics import Iteration
 from siked.strategies.format import student_instruction, student_prompt
+from siked.student.models import attach_adapter, load_tokenizer, locate_model
+from siked.student.train import is_trained
 
 EMBEDDED_ORIGINS = {"embedded:smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 """The Hub model each embedded student was quantised from (its GGUF is what siked trains)."""
@@ -32,18 +36,16 @@ class ModelExport:
     seconds: float = 0.0
 
 
-def choose_iteration(artifacts: RunArtifacts, iteration: str) -> tuple[str, dict[str, Any]]:
+def choose_iteration(artifacts: RunArtifacts, iteration: str) -> tuple[str, Iteration]:
     """(stage name, its metrics entry) for `best` or an iteration number."""
-    from siked.student.train import is_trained
-
     metrics = artifacts.metrics
-    entries = metrics.get("iterations", [])
-    method = metrics.get("run", {}).get("method", "siked")
+    entries = metrics.iterations
+    method = metrics.run.method or "siked"
     names = [f"iter{i}" for i in range(1, len(entries) + 1)] if method == "siked" else [f"baselines/{method}"]
     if iteration == "best":
-        index = metrics.get("best_iteration")
+        index = metrics.best_iteration
         if not index:
-            raise ExportError(f"{artifacts.path / 'metrics.json'}: no best iteration (no validation accuracy yet)")
+            raise ExportError(f"{artifacts.path / 'metrics.json'}: the run has chosen no model yet (no evaluated iteration)")
     elif iteration.isdigit() and 1 <= int(iteration) <= len(names):
         index = int(iteration)
     else:
@@ -56,8 +58,6 @@ def choose_iteration(artifacts: RunArtifacts, iteration: str) -> tuple[str, dict
 
 def export_model(run_dir: Path | str, out: Path | str, iteration: str = "best", merge: bool = False) -> ModelExport:
     """Write iteration `iteration` (a number or `best`) of the run's student under `out` (a new folder)."""
-    from siked.student.models import locate_model
-
     started = time.perf_counter()
     artifacts = RunArtifacts.open(run_dir)
     name, entry = choose_iteration(artifacts, iteration)
@@ -79,8 +79,6 @@ def export_model(run_dir: Path | str, out: Path | str, iteration: str = "best", 
 def write_merged(source: Any, staging: Path) -> None:
     from transformers import AutoModelForCausalLM
 
-    from siked.student.models import attach_adapter, load_tokenizer
-
     model = AutoModelForCausalLM.from_pretrained(source.base, dtype="float32")
     model = attach_adapter(model, source.adapter, merge=True)
     model.save_pretrained(staging)
@@ -99,14 +97,11 @@ def write_adapter(source: Any, staging: Path, final: Path) -> None:
     config_path.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
-def eval_table(entry: dict[str, Any]) -> list[str]:
-    from siked.report import wilson_interval
-
+def eval_table(entry: Iteration) -> list[str]:
     lines = ["| evaluation set | accuracy | correct / total | 95% Wilson interval |", "|---|---|---|---|"]
-    for key, block in entry.get("eval", {}).items():
-        correct, total = block.get("correct", 0), block.get("total", 0)
-        low, high = wilson_interval(correct, total)
-        lines.append(f"| {key} | {block.get('accuracy', 0):.1%} | {correct} / {total} | {low:.1%} – {high:.1%} |")
+    for key, block in entry.eval.items():
+        low, high = wilson_interval(block.correct, block.total)
+        lines.append(f"| {key} | {block.accuracy or 0:.1%} | {block.correct} / {block.total} | {low:.1%} – {high:.1%} |")
     return lines
 
 
@@ -126,7 +121,7 @@ def usage(kind: str, style: str) -> str:
             "print(tokenizer.decode(out[0, ids.input_ids.shape[1]:], skip_special_tokens=True))  # [pot]: ...\n```\n")
 
 
-def model_card(artifacts: RunArtifacts, name: str, entry: dict[str, Any], kind: str, manifest: dict[str, Any]) -> str:
+def model_card(artifacts: RunArtifacts, name: str, entry: Iteration, kind: str, manifest: dict[str, Any]) -> str:
     config, metrics = artifacts.config, artifacts.metrics
     student = config.student.model
     base_id = EMBEDDED_ORIGINS.get(student, student)
@@ -139,8 +134,8 @@ def model_card(artifacts: RunArtifacts, name: str, entry: dict[str, Any], kind: 
         "language": ["en"],
         "tags": ["siked", "math", "reasoning", "distillation", *(["lora"] if kind == "adapter" else [])],
     })
-    alphas = ", ".join(f"{it['iteration']}: {it.get('train', {}).get('alpha', float('nan')):.2f}"
-                       for it in metrics.get("iterations", []))
+    alphas = ", ".join(f"{it.iteration}: {it.train.alpha if it.train and it.train.alpha is not None else float('nan'):.2f}"
+                       for it in metrics.iterations)
     stats = artifacts.teacher_stats
     lines = [
         header,
@@ -150,14 +145,15 @@ def model_card(artifacts: RunArtifacts, name: str, entry: dict[str, Any], kind: 
         "with it. Exported by `siked export model`.\n",
         "## Training\n",
         f"- base model: `{student}`" + (f" (the GGUF build of `{base_id}`)" if base_id != student else ""),
-        f"- exported: `{kind}` weights of {name} (best by validation accuracy: "
-        f"{metrics.get('best_model', '?').removesuffix('/model')}); stopped: {metrics.get('stopped')}",
+        f"- exported: `{kind}` weights of {name} (the run's chosen model: "
+        f"{(metrics.best_model or '?').removesuffix('/model')}, by {metrics.best_rule or 'validation accuracy'}); "
+        f"stopped: {metrics.stopped}",
         f"- method: `{config.loop.method}`, mixing `{config.mixing.mode}` by {config.mixing.granularity}; "
-        f"iterations: {len(metrics.get('iterations', []))}, teacher share alpha per iteration: {alphas}",
+        f"iterations: {len(metrics.iterations)}, teacher share alpha per iteration: {alphas}",
         f"- training: LoRA r={config.train.lora_r}, alpha={config.train.lora_alpha}, init={config.train.init}, "
         f"learning rate {config.train.learning_rate}" if not config.train.full_finetune else "- training: all weights",
-        f"- teacher: `{config.teacher.backend}` `{stats.get('model', config.teacher.model)}`; strategies "
-        f"{', '.join(config.teacher.strategies)}" + (f" ({stats['notice']})" if stats.get("notice") else ""),
+        f"- teacher: `{config.teacher.backend}` `{stats.model or config.teacher.model}`; strategies "
+        f"{', '.join(config.teacher.strategies)}" + (f" ({stats.notice})" if stats.notice else ""),
         f"- data: `{config.data.train.name}:{config.data.train.split}` (limit {config.data.train.limit}), "
         f"{config.data.validation_fraction:.0%} held out for validation",
         "\n## Evaluation (greedy)\n",

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
+from siked.registry import Registry
 from siked.strategies.base import Strategy
 
-_REGISTRY: dict[str, Strategy] = {}
+STRATEGIES: Registry[Strategy] = Registry("strategy")
 
 
 def register(strategy: Strategy) -> Strategy:
-    if strategy.name in _REGISTRY:
-        raise ValueError(f"strategy {strategy.name!r} is already registered")
-    _REGISTRY[strategy.name] = strategy
+    STRATEGIES.register(strategy.name, strategy)
     return strategy
 
 
 def get_strategy(name: str) -> Strategy:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(_REGISTRY))
-        raise KeyError(f"unknown strategy {name!r} (known: {known})") from None
+    return STRATEGIES[name]
 
 
 def strategy_names() -> list[str]:
-    return list(_REGISTRY)
+    return list(STRATEGIES)

@@ -5,68 +5,40 @@ prefilled with that strategy's tag). `greedy` decodes one deterministic answer p
 
 A completion without a known tag becomes a `Solution` with strategy `UNTAGGED` ("none") and the
 raw text as its solution: it is kept (nothing computed is lost) and counted as invalid by
-`siked.evaluation.grade_student_outputs`, which never hands it to the grader.
+`siked.student.decode.grade_student_outputs`, which never hands it to the grader.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from siked.config import GenerationConfig, SikedConfig
-from siked.evaluation import NO_STRATEGY as UNTAGGED
+from siked.metrics import NO_STRATEGY
 from siked.progress import make_progress
 from siked.records import Problem, Solution
 from siked.strategies import forced_prefix, get_strategy, parse_tagged, student_prompt
+from siked.student.backend import (
+    ALPACA_STOPS,
+    Completion,
+    GenerationBackend,
+    ProgressFn,
+    cut_at_stop,
+    stop_strings,
+)
 from siked.student.models import StudentSource, load_model, load_tokenizer, locate_model
+from siked.student.vllm_backend import VLLMBackend
 
 FREE = "free"
+UNTAGGED = NO_STRATEGY
+"""The strategy of a completion without a known tag (`siked.metrics.NO_STRATEGY`)."""
 
-ALPACA_STOPS = ("\n### Instruction", "### Input", "\n### Response")
-"""The Alpaca prompt's section headers: a student that writes one has finished its answer."""
-
-ProgressFn = Callable[[int], None]
-"""Called with the number of prompts just completed."""
-
-
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    num_tokens: int
-    """Generated tokens, the stop token included."""
-    truncated: bool = False
-    """Cut by the token limit: no end token and no stop string before it."""
-
-
-class GenerationBackend(Protocol):
-    """Turns prompts into `samples` completions each (stop strings already cut off)."""
-
-    def complete(
-        self,
-        prompts: Sequence[str],
-        *,
-        samples: int,
-        greedy: bool,
-        progress: ProgressFn | None = None,
-        max_new_tokens: int | None = None,
-    ) -> list[list[Completion]]: ...
-
-    def close(self) -> None: ...
-
-
-def stop_strings(prompt_style: str) -> list[str]:
-    return list(ALPACA_STOPS) if prompt_style == "alpaca" else []
-
-
-def cut_at_stop(text: str, stops: Sequence[str]) -> str:
-    cut = min((i for i in (text.find(s) for s in stops) if i != -1), default=len(text))
-    return text[:cut]
-
+__all__ = ["ALPACA_STOPS", "Completion", "GenerationBackend", "ProgressFn", "cut_at_stop", "stop_strings"]
 
 def batch_seed(seed: int, first_prompt: str) -> int:
     """A batch's seed depends on the run seed and its content, not on what ran before it."""
@@ -166,7 +138,7 @@ class HFBackend:
         from transformers import GenerationConfig as HFGenerationConfig
         from transformers import LogitsProcessorList
 
-        from siked.student.sampling import NucleusSampler
+        from siked.student.sampling import NucleusSampler  # imports torch
 
         eos = self.model.generation_config.eos_token_id
         eos_ids = {self.tokenizer.eos_token_id, *(eos if isinstance(eos, list) else [eos])} - {None}
@@ -199,8 +171,6 @@ def open_backend(
     source = model if isinstance(model, StudentSource) else locate_model(model)
     stops = stop_strings(prompt_style)
     if cfg.backend == "vllm":
-        from siked.student.vllm_backend import VLLMBackend
-
         return VLLMBackend(source, cfg, stops)
     return HFBackend.load(source, cfg, stops)
 

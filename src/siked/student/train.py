@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import resource
+import runpy
 import shutil
 import sys
 import time
@@ -46,13 +47,13 @@ from siked.student.models import (
     ModelError,
     StudentSource,
     attach_adapter,
-    bf16_supported,
     default_device,
     keep_freed_memory,
     load_tokenizer,
     locate_model,
     write_manifest,
 )
+from siked.student.trainer_args import sft_config
 
 
 class TrainDataError(SikedError, ValueError):
@@ -211,7 +212,9 @@ def train_fingerprint(
 
 
 def check_resumable(out_dir: Path, fingerprint: dict[str, Any]) -> None:
-    """Refuse an output directory whose checkpoints or merged base come from another run's inputs."""
+    """Refuse an output directory whose checkpoints come from another run's inputs. A merged base
+    alone is only derived data (the previous iteration merged): one not recorded for these inputs
+    is removed, and merged again from `previous`."""
     state = [name for name in ("checkpoints", "base") if (out_dir / name).exists()]
     if not state:
         return
@@ -220,6 +223,10 @@ def check_resumable(out_dir: Path, fingerprint: dict[str, Any]) -> None:
     except (OSError, ValueError):
         recorded = None
     if recorded == fingerprint:
+        return
+    if state == ["base"]:
+        if is_main_process():
+            shutil.rmtree(out_dir / "base")
         return
     if not isinstance(recorded, dict):
         diffs = [f"{out_dir / FINGERPRINT} is missing or unreadable"]
@@ -336,49 +343,6 @@ def prepare_model(start: str, train_cfg: TrainConfig) -> Any:
     return get_peft_model(model, lora_config(train_cfg))
 
 
-def use_bf16(train_cfg: TrainConfig) -> bool:
-    return bf16_supported(default_device()) if train_cfg.bf16 is None else train_cfg.bf16
-
-
-def sft_config(out_dir: Path, train_cfg: TrainConfig, **overrides: Any) -> Any:
-    """TRL's arguments from the train section; `overrides` (e.g. `report_to`, `run_name`) win."""
-    import dataclasses
-
-    import torch
-    from trl import SFTConfig
-
-    # transformers 5 renamed gradient_checkpointing; older releases only know the old name.
-    fields = {f.name for f in dataclasses.fields(SFTConfig)}
-    checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-    fixed = dict(
-        output_dir=str(out_dir / "checkpoints"),
-        learning_rate=train_cfg.learning_rate,
-        num_train_epochs=train_cfg.epochs,
-        max_steps=train_cfg.max_steps,
-        per_device_train_batch_size=train_cfg.per_device_batch_size,
-        gradient_accumulation_steps=train_cfg.gradient_accumulation_steps,
-        lr_scheduler_type="linear",
-        warmup_steps=train_cfg.warmup_steps,
-        weight_decay=train_cfg.weight_decay,
-        max_length=train_cfg.max_length,
-        completion_only_loss=True,
-        packing=False,
-        bf16=use_bf16(train_cfg),
-        use_cpu=not torch.cuda.is_available(),
-        **{checkpointing: train_cfg.gradient_checkpointing},
-        logging_steps=train_cfg.logging_steps,
-        save_strategy="steps",
-        save_steps=train_cfg.save_steps,
-        save_total_limit=train_cfg.save_total_limit,
-        seed=train_cfg.seed,
-        data_seed=train_cfg.seed,
-        report_to="none",
-        disable_tqdm=True,
-        dataset_num_proc=None,
-    )
-    return SFTConfig(**{**fixed, **overrides})
-
-
 # --- training ---------------------------------------------------------------------------------
 
 
@@ -414,7 +378,7 @@ def _callbacks(trainer: Any, progress: bool, console: Any) -> None:
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     if progress:
-        from siked.student.progress import RichTrainProgress
+        from siked.student.progress import RichTrainProgress  # imports transformers
 
         trainer.add_callback(RichTrainProgress(console))
 
@@ -559,10 +523,12 @@ def is_trained(out_dir: Path | str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m siked.student.train ...` = `siked train ...` (for `accelerate launch`)."""
-    from siked.cli import app
+    """`python -m siked.student.train ...` = `siked train ...` (for `accelerate launch`).
 
-    app(args=["train", *(sys.argv[1:] if argv is None else argv)], prog_name="siked.student.train")
+    Runs the CLI module as a program, as `python -m siked.cli train ...` would: the training code
+    does not import the command line that drives it."""
+    sys.argv = ["siked.student.train", "train", *(sys.argv[1:] if argv is None else argv)]
+    runpy.run_module("siked.cli", run_name="__main__", alter_sys=True)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 from siked.config import GenerationConfig
 from siked.errors import one_line
-from siked.student.generate import Completion, ProgressFn, cut_at_stop
+from siked.student.backend import Completion, ProgressFn, cut_at_stop
 from siked.student.models import ModelError, StudentSource
 
 ADAPTER_NAME = "siked-student"

@@ -10,7 +10,10 @@ from collections.abc import Iterator, Sequence
 from itertools import groupby
 from typing import Any
 
+from siked.config import GenerationConfig
 from siked.errors import one_line
+from siked.student.generate import HFBackend
+from siked.student.models import ModelError, load_model
 from siked.teachers.base import Reply, Request, TeacherError
 from siked.teachers.cache import CompletionLog
 from siked.teachers.llm import LLMTeacher
@@ -39,8 +42,6 @@ class HFTeacher(LLMTeacher):
 
     def _load(self) -> tuple[Any, Any]:
         if self._model is None:
-            from siked.student.models import ModelError, load_model
-
             try:
                 self._model, self._tokenizer = load_model(self.config.model, dtype="auto")
             except ModelError as exc:
@@ -51,9 +52,6 @@ class HFTeacher(LLMTeacher):
         self._model = self._tokenizer = None
 
     def generate(self, requests: list[Request], log: CompletionLog) -> None:
-        from siked.config import GenerationConfig
-        from siked.student.generate import HFBackend
-
         model, tokenizer = self._load()
         config = self.config
         # A batch shares `n` and stop strings; group them without reordering more than needed.

@@ -10,6 +10,13 @@ the server and its last answer.
 Samples: with `multi_sample="auto"` a request asks for all missing samples of a prompt at once
 (`n`); when the server returns fewer choices (llama.cpp ignores `n`) or rejects `n`, the rest, and
 every later prompt, is requested as one seeded request per sample.
+
+Why httpx and not the official `openai` client: its retries would replace only the retry loop below,
+and not with the same behaviour: its backoff is fixed (0.5 s doubling to 8 s, not
+`teacher.backoff_base_s`/`backoff_max_s`, unseeded), a `Retry-After` pauses only its own request and
+one over two minutes is not retried, the retries it made are not reported (the ledger counts them),
+and a malformed 200 reply is not retried. Keeping those would mean `max_retries=0` and this loop
+anyway, plus a multi-second import.
 """
 
 from __future__ import annotations

@@ -26,9 +26,13 @@ from rich.console import Console
 from rich.table import Table
 
 from siked.config import SikedConfig, TeacherConfig
+from siked.grading import Grader
 from siked.io import write_json, write_jsonl
+from siked.metrics import TeacherStats, TeacherStrategyStats
 from siked.progress import make_progress
 from siked.records import Problem, Solution, Verdict
+from siked.registry import TEACHER_BACKENDS
+from siked.sandbox import SandboxPool
 from siked.strategies import get_strategy
 from siked.teachers.base import Ledger, SolveContext, Teacher, TeacherError, cost
 from siked.teachers.canonical import canonical_kept
@@ -44,29 +48,12 @@ REFERENCE_NOTICE = (
 
 
 def make_teacher(config: TeacherConfig) -> Teacher:
-    """The backend named by `config.backend`; heavy libraries are imported only when used."""
-    backend = config.backend
-    if backend == "openai":
-        from siked.teachers.openai_client import OpenAITeacher
-
-        return OpenAITeacher(config)
-    if backend == "hf":
-        from siked.teachers.local_models import HFTeacher
-
-        return HFTeacher(config)
-    if backend == "vllm":
-        from siked.teachers.local_models import VLLMTeacher
-
-        return VLLMTeacher(config)
-    if backend == "file":
-        from siked.teachers.file_import import FileTeacher
-
-        return FileTeacher(config)
-    if backend == "reference":
-        from siked.teachers.reference import ReferenceTeacher
-
-        return ReferenceTeacher(config)
-    raise TeacherError(f"unknown teacher backend {backend!r} (openai, vllm, hf, file, reference)")
+    """The backend registered as `config.backend` (`siked.registry.TEACHER_BACKENDS`)."""
+    try:
+        backend = TEACHER_BACKENDS[config.backend]
+    except KeyError as exc:
+        raise TeacherError(exc.args[0]) from None
+    return backend(config)
 
 
 @dataclass
@@ -125,18 +112,16 @@ def teach(
         verdicts = _grade(config, gradable, samples, sandbox, bars)
         timings["grade"] = time.monotonic() - started
 
-    from siked.grading import Grader
-
     kept = select_kept(samples, verdicts, teacher_config.keep_per_strategy)
     kept, canonical = canonical_kept(kept, samples, verdicts, gradable, Grader.from_config(config, None))
     stats = teacher_stats(
         teacher, teacher_config, gradable, strategies, samples, verdicts, kept, context.ledger, timings
     )
-    stats["problems_without_numeric_gold"] = len(problems) - len(gradable)
-    stats["canonical_form"] = canonical
+    stats.problems_without_numeric_gold = len(problems) - len(gradable)
+    stats.canonical_form = canonical
     files = _write(out_dir, samples, verdicts, kept, stats, context.log_path if teacher.uses_llm else None)
     print_summary(console, stats, files)
-    return TeachResult(kept=kept, samples=samples, verdicts=verdicts, stats=stats, out_dir=out_dir, files=files)
+    return TeachResult(kept=kept, samples=samples, verdicts=verdicts, stats=stats.dump(), out_dir=out_dir, files=files)
 
 
 def _check_strategies(names: Sequence[str]) -> list[str]:
@@ -155,9 +140,6 @@ def _check_strategies(names: Sequence[str]) -> list[str]:
 def _grade(
     config: SikedConfig, problems: Sequence[Problem], samples: Sequence[Solution], sandbox: Any, bars: Any
 ) -> list[Verdict]:
-    from siked.grading import Grader
-    from siked.sandbox import SandboxPool
-
     by_id = {problem.id: problem for problem in problems}
     complete = [s for s in samples if not s.truncated]
     items = [(by_id[s.problem_id], s.strategy, s.solution) for s in complete]
@@ -209,7 +191,7 @@ def teacher_stats(
     kept: Sequence[Solution],
     ledger: Ledger,
     timings: dict[str, float],
-) -> dict[str, Any]:
+) -> TeacherStats:
     questions = len(problems)
     solved: dict[str, set[str]] = {name: set() for name in strategies}
     sample_count: Counter[str] = Counter()
@@ -224,47 +206,47 @@ def teacher_stats(
     kept_count = Counter(solution.strategy for solution in kept)
     by_strategy = {}
     for name in strategies:
-        by_strategy[name] = {
-            "attempted": questions,
-            "correct": len(solved[name]),
-            "kept": kept_count[name],
-            "solve_rate": len(solved[name]) / questions,
-            "samples": sample_count[name],
-            "correct_samples": correct_samples[name],
-            "sample_accuracy": correct_samples[name] / sample_count[name] if sample_count[name] else 0.0,
-            "statuses": dict(statuses[name]),
-        }
+        by_strategy[name] = TeacherStrategyStats(
+            attempted=questions,
+            correct=len(solved[name]),
+            kept=kept_count[name],
+            solve_rate=len(solved[name]) / questions,
+            samples=sample_count[name],
+            correct_samples=correct_samples[name],
+            sample_accuracy=correct_samples[name] / sample_count[name] if sample_count[name] else 0.0,
+            statuses=dict(statuses[name]),
+        )
     covered = set().union(*solved.values()) if solved else set()
     total = ledger.total()
     prices = (config.price_prompt_per_mtok, config.price_completion_per_mtok)
-    stats: dict[str, Any] = {
-        "backend": teacher.backend,
-        "model": teacher.model_name,
-        "origin": teacher.origin,
-        "reference_solutions": teacher.backend == "reference",
-        "problems": questions,
-        "strategies": list(strategies),
-        "samples_per_question": config.samples if teacher.uses_llm else None,
-        "keep_per_strategy": config.keep_per_strategy,
-        "by_strategy": by_strategy,
-        "oracle_coverage": len(covered) / questions,
-        "questions_solved": len(covered),
-        "kept": len(kept),
-        "kept_share": {name: kept_count[name] / len(kept) if kept else 0.0 for name in strategies},
-        "requests": total.requests,
-        "failed_requests": total.failed_requests,
-        "retries": total.retries,
-        "prompt_tokens": total.prompt_tokens,
-        "completion_tokens": total.completion_tokens,
-        "cached_completions": total.cached_completions,
-        "cost": cost(total, *prices),
-        "ledger": ledger.summary(*prices),
-        "seconds": {name: round(value, 3) for name, value in timings.items()},
-    }
+    stats = TeacherStats(
+        backend=teacher.backend,
+        model=teacher.model_name,
+        origin=teacher.origin,
+        reference_solutions=teacher.backend == "reference",
+        problems=questions,
+        strategies=list(strategies),
+        samples_per_question=config.samples if teacher.uses_llm else None,
+        keep_per_strategy=config.keep_per_strategy,
+        by_strategy=by_strategy,
+        oracle_coverage=len(covered) / questions,
+        questions_solved=len(covered),
+        kept=len(kept),
+        kept_share={name: kept_count[name] / len(kept) if kept else 0.0 for name in strategies},
+        requests=total.requests,
+        failed_requests=total.failed_requests,
+        retries=total.retries,
+        prompt_tokens=total.prompt_tokens,
+        completion_tokens=total.completion_tokens,
+        cached_completions=total.cached_completions,
+        cost=cost(total, *prices),
+        ledger=ledger.summary(*prices),
+        seconds={name: round(value, 3) for name, value in timings.items()},
+    )
     if teacher.uses_llm:
-        stats["ledger_all_runs"] = teacher.log_ledger.summary(*prices)  # type: ignore[attr-defined]
+        stats.ledger_all_runs = teacher.log_ledger.summary(*prices)  # type: ignore[attr-defined]
     if teacher.backend == "reference":
-        stats["notice"] = REFERENCE_NOTICE
+        stats.notice = REFERENCE_NOTICE
     return stats
 
 
@@ -273,7 +255,7 @@ def _write(
     samples: Sequence[Solution],
     verdicts: Sequence[Verdict],
     kept: Sequence[Solution],
-    stats: dict[str, Any],
+    stats: TeacherStats,
     log_path: Path | None,
 ) -> dict[str, Path]:
     files = {
@@ -283,7 +265,7 @@ def _write(
     }
     if log_path is not None:
         files["completions"] = Path(log_path)
-    stats["files"] = {name: str(path) for name, path in files.items()}
+    stats.files = {name: str(path) for name, path in files.items()}
     rows = (
         {
             **sample.model_dump(mode="json"),
@@ -296,30 +278,30 @@ def _write(
     )
     write_jsonl(files["samples"], rows)
     write_jsonl(files["teacher"], kept)
-    write_json(files["stats"], stats)
+    write_json(files["stats"], stats.dump())
     return files
 
 
-def print_summary(console: Console, stats: dict[str, Any], files: dict[str, Path]) -> None:
-    table = Table(title=f"teacher {stats['origin']} on {stats['problems']} questions")
+def print_summary(console: Console, stats: TeacherStats, files: dict[str, Path]) -> None:
+    table = Table(title=f"teacher {stats.origin} on {stats.problems} questions")
     for column in ("strategy", "solved", "solve rate", "samples correct", "kept"):
         table.add_column(column, justify="left" if column == "strategy" else "right")
-    for name, row in stats["by_strategy"].items():
+    for name, row in stats.by_strategy.items():
         table.add_row(
-            name, f"{row['correct']}/{row['attempted']}", f"{row['solve_rate']:.1%}",
-            f"{row['correct_samples']}/{row['samples']}", str(row["kept"]),
+            name, f"{row.correct}/{row.attempted}", f"{row.solve_rate:.1%}",
+            f"{row.correct_samples}/{row.samples}", str(row.kept),
         )
     console.print(table)
-    line = f"oracle coverage {stats['oracle_coverage']:.1%}, kept {stats['kept']} solutions"
-    if stats["requests"] or stats["cached_completions"]:
+    line = f"oracle coverage {stats.oracle_coverage:.1%}, kept {stats.kept} solutions"
+    if stats.requests or stats.cached_completions:
         line += (
-            f"; {stats['requests']} requests ({stats['retries']} retries, {stats['failed_requests']} failed), "
-            f"{stats['prompt_tokens']} prompt + {stats['completion_tokens']} completion tokens, "
-            f"{stats['cached_completions']} completions from the cache"
+            f"; {stats.requests} requests ({stats.retries} retries, {stats.failed_requests} failed), "
+            f"{stats.prompt_tokens} prompt + {stats.completion_tokens} completion tokens, "
+            f"{stats.cached_completions} completions from the cache"
         )
-    if stats["cost"] is not None:
-        line += f", cost {stats['cost']:.4f}"
+    if stats.cost is not None:
+        line += f", cost {stats.cost:.4f}"
     console.print(line, highlight=False)
-    if stats["reference_solutions"]:
+    if stats.reference_solutions:
         console.print(f"[bold yellow]{REFERENCE_NOTICE}[/]")
     console.print(f"kept solutions: {files['teacher']}\nstats: {files['stats']}", highlight=False)

@@ -1,0 +1,72 @@
+"""Several runs side by side (`siked compare`): accuracy with 95% Wilson intervals, strategy choices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from siked.evaluation import distribution_from_counts, wilson_interval
+from siked.metrics import EvalResult, Metrics, TrainStats, load_metrics
+from siked.report.document import BEST_MARK, MISSING, fmt_num, fmt_pct, fmt_score
+from siked.report.view import dataset_names, ordered_strategies
+
+
+def fmt_score_interval(result: EvalResult | None) -> str:
+    """`5.0% (2/40) [1.4–16.5]`: accuracy, counts and the 95% Wilson interval in percent."""
+    if result is None or not result.total:
+        return MISSING
+    low, high = wilson_interval(result.correct, result.total)
+    return f"{fmt_score(result)} [{100 * low:.1f}–{100 * high:.1f}]"
+
+
+def fmt_distribution(shares: dict[str, float]) -> str:
+    if not shares:
+        return MISSING
+    return " · ".join(f"{name} {fmt_pct(shares[name])}" for name in ordered_strategies(shares))
+
+
+def _compare_rows(label: str, metrics: Metrics) -> list[tuple[str, str, TrainStats | None, int | None,
+                                                              dict[str, EvalResult]]]:
+    """(run, model, train stats, cumulative steps, eval results) for each iteration and baseline."""
+    best, _ = metrics.best()
+    rows, steps = [], 0
+    for it in metrics.iterations:
+        steps += (it.train.steps or 0) if it.train else 0
+        mark = f" {BEST_MARK}" if best is not None and it.iteration == best.iteration else ""
+        rows.append((label, f"SIKeD iteration {it.iteration}{mark}", it.train, steps or None, it.eval))
+    for method, baseline in metrics.baselines.items():
+        steps_used = baseline.train.steps if baseline.train else None
+        rows.append((label, f"{method} baseline", baseline.train, steps_used, baseline.eval))
+    return rows
+
+
+def compare_runs(run_dirs: list[Path]) -> str:
+    """Markdown: accuracy (with 95% intervals) and strategy choices of every iteration and baseline
+    of several runs, side by side."""
+    names_only = [Path(d).name for d in run_dirs]
+    unique = len(set(names_only)) == len(names_only) and all(names_only)
+    loaded = [(name if unique else str(d), load_metrics(Path(d))) for name, d in zip(names_only, run_dirs, strict=True)]
+    datasets: dict[str, None] = {}
+    for _, metrics in loaded:
+        datasets.update(dict.fromkeys(dataset_names(metrics)))
+    names = list(datasets)
+    rows = [row for label, metrics in loaded for row in _compare_rows(label, metrics)]
+
+    accuracy = ["| run | model | training steps (cumulative) | examples | α | " + " | ".join(names) + " |",
+                "|" + "---|" * (5 + len(names))]
+    choices = ["| run | model | training mix | " + " | ".join(f"choices on {n}" for n in names) + " |",
+               "|" + "---|" * (3 + len(names))]
+    for label, model, train, steps, results in rows:
+        examples = train.examples if train and train.examples is not None else None
+        if examples is None and train and train.teacher_count is not None:
+            examples = train.teacher_count + (train.student_count or 0)
+        alpha = fmt_num(train.alpha) if train else MISSING
+        accuracy.append(f"| {label} | {model} | {fmt_num(steps)} | {fmt_num(examples)} | {alpha} | "
+                        + " | ".join(fmt_score_interval(results.get(n)) for n in names) + " |")
+        mix = distribution_from_counts(train.strategy_counts) if train else {}
+        choices.append(f"| {label} | {model} | {fmt_distribution(mix)} | "
+                       + " | ".join(fmt_distribution(results[n].strategy_distribution) if n in results else MISSING
+                                    for n in names) + " |")
+    note = (f"{BEST_MARK}: the iteration chosen on validation. Accuracy cells: share correct, "
+            "(correct/total), [95% Wilson interval].")
+    return "\n".join(["## Accuracy", "", *accuracy, "", note, "", "## Strategy choices", "", *choices, ""])
+

@@ -1,0 +1,124 @@
+"""The metrics.json schema: versions, the writer's strictness, the reader's tolerance, the best-iteration rule."""
+
+import json
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from siked import __version__
+from siked.cli import app
+from siked.evaluation import routing, sample_summary, summarize
+from siked.metrics import (
+    BEST_BY_VALIDATION,
+    BEST_IS_LAST,
+    SCHEMA_VERSION,
+    EvalResult,
+    Metrics,
+    MetricsError,
+    RoutingResult,
+    StudentStats,
+    TrainStats,
+    choose_best,
+    load_metrics,
+    new_metrics,
+    write_metrics,
+)
+from siked.records import Problem, Solution, Verdict
+
+
+def old_metrics() -> dict:
+    """A metrics.json as siked 0.1.0 wrote it, before schema versions were recorded."""
+    result = {"total": 4, "correct": 1, "accuracy": 0.25, "by_strategy": {"cot": {"total": 4, "correct": 1, "accuracy": 0.25}},
+              "strategy_distribution": {"cot": 1.0}, "by_status": {"ok": 4}}
+    return {
+        "run": {"out": "runs/x", "method": "siked", "teacher_backend": "reference", "reference_solutions": True,
+                "student_model": "embedded:smollm2", "mixing": {"mode": "adaptive"}, "started": "2026-11-22T10:00:00",
+                "finished": "2026-11-22T10:10:00", "wall_s": 600.0, "baselines": [], "routing": False},
+        "teacher": {"backend": "reference", "strategy_counts": {"cot": 3}, "by_strategy": {"cot": {"kept": 3}}},
+        "iterations": [
+            {"iteration": 2, "train": {"examples": 3, "alpha": 0.5, "seconds": 1.0}, "eval": {"validation": result}},
+            {"iteration": 1, "train": {"examples": 3, "alpha": 1.0}, "eval": {"validation": result},
+             "kl_train_student": 0.1},
+        ],
+        "best_iteration": 1, "best_model": "iter1/model", "stopped": "max_iterations (2)", "baselines": {},
+    }
+
+
+def write(run_dir: Path, data: dict) -> Path:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "metrics.json").write_text(json.dumps(data))
+    return run_dir
+
+
+def test_a_run_written_before_versions_still_loads(tmp_path: Path) -> None:
+    metrics = load_metrics(write(tmp_path / "run", old_metrics()))
+    assert metrics.schema_version == 0
+    assert [it.iteration for it in metrics.iterations] == [1, 2]
+    assert metrics.best() == (metrics.iterations[0], True)
+    assert metrics.teacher is not None and metrics.teacher.by_strategy["cot"].kept == 3
+
+
+def test_a_newer_schema_is_refused_naming_the_version_that_wrote_it(tmp_path: Path) -> None:
+    data = {**old_metrics(), "schema_version": SCHEMA_VERSION + 1, "siked_version": "9.9.0"}
+    with pytest.raises(MetricsError) as info:
+        load_metrics(write(tmp_path / "run", data))
+    message = str(info.value)
+    assert "metrics.json" in message and "9.9.0" in message
+    assert f"schema version {SCHEMA_VERSION + 1}" in message and f"up to {SCHEMA_VERSION}" in message
+
+
+def test_the_reader_ignores_unknown_keys_but_the_writer_refuses_them(tmp_path: Path) -> None:
+    data = old_metrics()
+    data["iterations"][0]["train"]["from_the_future"] = 1
+    data["shiny"] = {"new": True}
+    metrics = load_metrics(write(tmp_path / "run", data))
+    assert metrics.iterations[1].train is not None and metrics.iterations[1].train.alpha == 0.5
+    with pytest.raises(ValidationError, match="from_the_future"):
+        TrainStats(alpha=0.5, from_the_future=1)
+    data["iterations"][0]["train"]["alpha"] = "lots"
+    with pytest.raises(MetricsError, match=r"iterations\.0\.train\.alpha"):
+        load_metrics(write(tmp_path / "run", data))
+
+
+def test_written_metrics_carry_the_version_and_round_trip(tmp_path: Path) -> None:
+    metrics = new_metrics(iterations=[{"iteration": 1, "train": {"alpha": 1.0}}], best_iteration=None)
+    write_metrics(tmp_path / "metrics.json", metrics)
+    data = json.loads((tmp_path / "metrics.json").read_text())
+    assert data["schema_version"] == SCHEMA_VERSION and data["siked_version"] == __version__
+    assert data["best_iteration"] is None and "stopped" not in data  # set-to-None stays, unset stays absent
+    assert load_metrics(tmp_path).iterations[0].train == TrainStats(alpha=1.0)
+
+
+def test_best_iteration_rule_is_the_earliest_highest_validation_accuracy() -> None:
+    assert choose_best([("iter1", 0.5), ("iter2", 0.75), ("iter3", 0.75)]) == ("iter2", BEST_BY_VALIDATION)
+    assert choose_best([("iter1", None), ("iter2", 0.0)]) == ("iter2", BEST_BY_VALIDATION)
+    assert choose_best([("iter1", None)]) == ("iter1", BEST_IS_LAST)  # no validation set
+    unrecorded = Metrics.read({**old_metrics(), "best_iteration": None})
+    assert unrecorded.best() == (unrecorded.iterations[0], False)
+
+
+def test_the_statistics_are_schema_records() -> None:
+    verdicts = [Verdict(problem_id="a", strategy="cot", status="ok", correct=True),
+                Verdict(problem_id="b", strategy="none", status="invalid", correct=False)]
+    problems = [Problem(id=p, question="q", answer=1.0, answer_text="1", source="t", split="test") for p in "ab"]
+    solutions = [Solution(problem_id="a", strategy="cot", solution="x")]
+    assert EvalResult.model_validate(summarize(verdicts)).rate == 0.5
+    assert StudentStats.model_validate(sample_summary(problems, solutions, verdicts)).solved_questions == 1
+    assert RoutingResult.model_validate(routing(problems, {"cot": verdicts})).oracle_accuracy == 0.5
+
+
+def test_cli_eval_of_an_unfinished_run_names_the_missing_file(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text("{}")
+    result = CliRunner().invoke(app, ["eval", str(run_dir)])
+    assert result.exit_code == 2
+    assert "metrics.json does not exist" in result.output and "Traceback" not in result.output
+    write(run_dir, old_metrics())
+    result = CliRunner().invoke(app, ["eval", str(run_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    overview = json.loads(result.output)
+    assert [row["iteration"] for row in overview["iterations"]] == [1, 2]
+    assert overview["best_model"] == "iter1/model" and overview["teacher"] == {"cot": 1.0}

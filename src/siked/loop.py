@@ -55,6 +55,12 @@ def file_key(key: str) -> str:
     return key.replace(":", "-").replace("/", "_")
 
 
+def backend_info(student: tuple[Any, Any]) -> dict[str, str]:
+    """Which generation backend a stage ran, and why (`generation.backend: auto` decides)."""
+    backend = student[1]
+    return {"backend": backend.name, "backend_choice": backend.choice}
+
+
 class Loop:
     """One `siked run`: holds the config, the run directory and the shared grader."""
 
@@ -157,7 +163,7 @@ class Loop:
                 for key, problems in sets.items():
                     if problems:
                         outputs.append(self.evaluate_set(name, key, student, problems, summaries))
-            return outputs, {"eval": summaries}
+            return outputs, {"eval": summaries, **backend_info(student)}
 
         return self.stage(f"{name}/eval", run_eval)["eval"]
 
@@ -183,7 +189,8 @@ class Loop:
                 )
             write_jsonl(samples_path, solutions)
             write_jsonl(verdicts_path, verdicts)
-            return [samples_path, verdicts_path], {"student": sample_summary(problems, solutions, verdicts)}
+            return [samples_path, verdicts_path], {"student": sample_summary(problems, solutions, verdicts),
+                                                   **backend_info(student)}
 
         self.stage(f"{name}/sample", run_sampling)
         return correct_solutions(read_jsonl(samples_path, Solution), read_jsonl(verdicts_path, Verdict))
@@ -283,7 +290,7 @@ class Loop:
                     table[key] = routing(problems, forced)
             path = self.path("routing.json")
             write_json(path, table)
-            return [path], {"model": best}
+            return [path], {"model": best, **backend_info(student)}
 
         self.stage("routing", run_routing)
 
@@ -310,6 +317,13 @@ class Loop:
         steps = [self.run.info(f"{n}/train").get("steps") for n in self.iteration_names()]
         return sum(s for s in steps if s) or None
 
+    def backends_used(self) -> str | None:
+        """The generation backends that sampling and evaluation ran on, with why, e.g.
+        `vllm (auto: vLLM is installed and ...)`; None before any such stage."""
+        used = {(e["info"]["backend"], e["info"].get("backend_choice") or "")
+                for e in self.run.manifest["stages"].values() if "backend" in e.get("info", {})}
+        return "; ".join(f"{name} ({why})" if why else name for name, why in sorted(used)) or None
+
     def working_time(self) -> tuple[float, str | None]:
         """Seconds spent in stages (over every resume; not the time between a crash and its
         resume) and when the last stage finished."""
@@ -331,6 +345,8 @@ class Loop:
             train = {**info(f"{name}/mix").get("train", {}), **info(f"{name}/train")}
             train["examples"] = train.get("teacher_count", 0) + train.get("student_count", 0)
             entry: dict[str, Any] = {"iteration": index, "train": train, "eval": info(f"{name}/eval").get("eval", {})}
+            entry["generation_backend"] = {stage: info(f"{name}/{stage}")["backend"] for stage in ("eval", "sample")
+                                           if "backend" in info(f"{name}/{stage}")}
             student = info(f"{name}/sample").get("student")
             if student:
                 entry["student"] = student
@@ -358,6 +374,7 @@ class Loop:
                 "started": self.run.manifest["created"], "finished": finished or now(), "wall_s": round(wall_s, 1),
                 "baselines": [m for m in self.config.loop.baselines if m != self.config.loop.method],
                 "routing": self.config.loop.routing,
+                "generation_backend": self.backends_used(),
             },
             "teacher": {**teacher_stats, "strategy_counts": {
                 name: stats.get("kept", 0) for name, stats in teacher_stats.get("by_strategy", {}).items()}},

@@ -155,6 +155,8 @@ class RunInfo(Record):
     """Baselines the run was configured to train (None: not recorded, as in older runs)."""
     routing: bool | None = None
     """Whether the run was configured to run the routing analysis (None: not recorded)."""
+    generation_backend: str | None = None
+    """The backends the student's sampling and evaluation ran on, and why (None: not recorded)."""
 
 
 class Metrics(Record):
@@ -613,6 +615,7 @@ def header_blocks(view: RunView) -> list[Block]:
         ["Teacher backend", run.teacher_backend or MISSING],
         ["Teacher data", teacher_data_origin(run.reference_solutions)],
         ["Student model", run.student_model or MISSING],
+        ["Generation backend", run.generation_backend or MISSING],
         ["Mixing", fmt_mixing(run.mixing)],
         ["Started", run.started or MISSING],
         ["Finished", status],

@@ -37,7 +37,8 @@ QUESTIONS = [
     "Sara reads 20 pages a day. How many pages does she read in a week?",
     "There are 30 students and 6 leave. How many students are left?",
 ]
-PROBLEMS = [Problem(id=f"q{i}", question=q, answer=0) for i, q in enumerate(QUESTIONS)]
+PROBLEMS = [Problem(id=f"q{i}", question=q, answer=0, answer_text="0", source="test", split="test")
+            for i, q in enumerate(QUESTIONS)]
 
 
 def config(**changes: object) -> GenerationConfig:

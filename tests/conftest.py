@@ -42,7 +42,7 @@ def make_lora_adapter(base: str, out, rank: int = 8, seed: int = 0):
     with torch.no_grad():  # small enough that the student still writes text, large enough to matter
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:
-                param.mul_(0.05)
+                param.mul_(0.5)
     peft_model.save_pretrained(out)
     AutoTokenizer.from_pretrained(base).save_pretrained(out)
     return out

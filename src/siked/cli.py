@@ -8,16 +8,31 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-from siked.config import ConfigError, SikedConfig, load_config
+from siked.config import SikedConfig, load_config
+from siked.errors import SikedError
+
+console = Console(stderr=True)
+
+
+class Commands(TyperGroup):
+    """Runs the commands; any `SikedError` ends here, once: one line on stderr, exit status 2."""
+
+    def invoke(self, ctx: typer.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SikedError as exc:
+            fail(str(exc))
+
 
 app = typer.Typer(
+    cls=Commands,
     help="SIKeD: self-guided iterative knowledge distillation for math reasoning.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
 
 ConfigArg = Annotated[
     Path | None,
@@ -37,11 +52,7 @@ def fail(message: str, code: int = 2) -> None:
 
 
 def config_from(path: Path | None, overrides: list[str] | None) -> SikedConfig:
-    try:
-        return load_config(path, overrides or [])
-    except ConfigError as exc:
-        fail(str(exc))
-        raise  # unreachable: fail() exits
+    return load_config(path, overrides or [])
 
 
 @app.callback()
@@ -65,13 +76,9 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="Run directory holding metrics.json and config.yaml.")],
 ) -> None:
     """Write RUN_DIR/report.md (plots in RUN_DIR/plots/) and a self-contained RUN_DIR/report.html."""
-    from siked.report import ReportError, write_report  # imports matplotlib: only when asked
+    from siked.report import write_report  # imports matplotlib: only when asked
 
-    try:
-        md_path, html_path = write_report(run_dir)
-    except ReportError as exc:
-        fail(str(exc))
-        raise  # unreachable: fail() exits
+    md_path, html_path = write_report(run_dir)
     typer.echo(md_path)
     typer.echo(html_path)
 
@@ -82,13 +89,9 @@ def compare(
     out: Annotated[Path | None, typer.Option("--out", help="Write the Markdown here instead of printing it.")] = None,
 ) -> None:
     """Several runs side by side: accuracy with 95% intervals, training budget, strategy choices."""
-    from siked.report import ReportError, compare_runs
+    from siked.report import compare_runs
 
-    try:
-        markdown = compare_runs(run_dirs)
-    except ReportError as exc:
-        fail(str(exc))
-        raise  # unreachable: fail() exits
+    markdown = compare_runs(run_dirs)
     if out is None:
         typer.echo(markdown)
     else:
@@ -104,14 +107,10 @@ DataFileOption = Annotated[
 
 def load_dataset_arg(spec: str, data_file: Path | None, limit: int | None = None) -> list:
     """Problems of `NAME:SPLIT`, with a clean error for anything a user can get wrong."""
-    from siked.data import DataError, load_problems, parse_data_spec
+    from siked.data import load_problems, parse_data_spec
 
-    try:
-        name, split = parse_data_spec(spec)
-        return load_problems(name, split, data_file=data_file, limit=limit)
-    except DataError as exc:
-        fail(str(exc))
-        raise
+    name, split = parse_data_spec(spec)
+    return load_problems(name, split, data_file=data_file, limit=limit)
 
 
 @app.command()
@@ -139,14 +138,11 @@ def data(
 
 def read_solution_file(path: Path, problems: dict) -> list:
     """The solutions of a `siked grade` file; every unknown id or strategy is reported by line."""
-    from siked.io import RecordError, read_jsonl_numbered
+    from siked.io import read_jsonl_numbered
     from siked.records import Solution
     from siked.strategies import strategy_names
 
-    try:
-        rows = read_jsonl_numbered(path, Solution)
-    except RecordError as exc:
-        fail(str(exc))
+    rows = read_jsonl_numbered(path, Solution)
     from siked.evaluation import NO_STRATEGY
 
     known = {*strategy_names(), NO_STRATEGY}  # "none": an untagged student output, graded invalid
@@ -238,8 +234,7 @@ def teach(
     """
     from pydantic import ValidationError
 
-    from siked.data import DataError, load_spec, parse_data_spec
-    from siked.teachers import TeacherError
+    from siked.data import load_spec, parse_data_spec
     from siked.teachers import teach as run_teach
 
     cfg = config_from(config, overrides)
@@ -253,23 +248,15 @@ def teach(
     except ValidationError as exc:
         fail(f"invalid teacher option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
     spec_update: dict = {}
-    try:
-        if data_spec is not None:
-            name, split = parse_data_spec(data_spec)
-            spec_update.update(name=name, split=split, file=None, limit=None)
-        if data_file is not None:
-            spec_update["file"] = data_file
-        if limit is not None:
-            spec_update["limit"] = limit
-        problems = load_spec(cfg.data.train.model_copy(update=spec_update))
-    except DataError as exc:
-        fail(str(exc))
-        raise
-    try:
-        result = run_teach(cfg, problems, out or cfg.out / "teacher", console=console)
-    except TeacherError as exc:
-        fail(str(exc))
-        raise
+    if data_spec is not None:
+        name, split = parse_data_spec(data_spec)
+        spec_update.update(name=name, split=split, file=None, limit=None)
+    if data_file is not None:
+        spec_update["file"] = data_file
+    if limit is not None:
+        spec_update["limit"] = limit
+    problems = load_spec(cfg.data.train.model_copy(update=spec_update))
+    result = run_teach(cfg, problems, out or cfg.out / "teacher", console=console)
     typer.echo(result.files["teacher"])
 
 
@@ -285,14 +272,9 @@ def run(
     Rerunning the same command resumes at the first unfinished stage.
     """
     from siked.loop import run as run_loop
-    from siked.rundir import RunDirError
 
     cfg = config_from(config, (overrides or []) + ([f"out={out}"] if out else []))
-    try:
-        run_dir = run_loop(cfg, console)
-    except RunDirError as exc:
-        fail(str(exc))
-        raise
+    run_dir = run_loop(cfg, console)
     typer.echo(run_dir)
 
 
@@ -389,7 +371,7 @@ def train(
     `accelerate launch -m siked.cli train ...` for multi-GPU training (docs/multi-gpu.md).
     Rerunning after an interruption resumes from the newest checkpoint in OUT.
     """
-    from siked.student import ModelError, TrainDataError, read_examples, train_student
+    from siked.student import read_examples, train_student
     from siked.student.train import is_main_process
 
     cfg = config_from(config, overrides)
@@ -398,12 +380,8 @@ def train(
     problems = load_dataset_arg(questions, questions_file) if questions else None
     if questions_file is not None and not questions:
         fail("--questions-file needs --questions NAME:SPLIT (the loader that reads it)")
-    try:
-        examples = read_examples(data_path, problems)
-        result = train_student(examples, cfg, out, previous=previous, console=console)
-    except (TrainDataError, ModelError) as exc:
-        fail(str(exc))
-        raise
+    examples = read_examples(data_path, problems)
+    result = train_student(examples, cfg, out, previous=previous, console=console)
     if not is_main_process():  # under accelerate launch / torchrun only the main process reports
         return
     if as_json:
@@ -443,7 +421,7 @@ def sample(
     from siked.io import write_jsonl
     from siked.sandbox import SandboxPool
     from siked.strategies import strategy_names
-    from siked.student import FREE, ModelError, run_generation
+    from siked.student import FREE, run_generation
 
     cfg = config_from(config, overrides)
     if strategy != FREE and strategy not in strategy_names():
@@ -451,12 +429,8 @@ def sample(
     problems = load_dataset_arg(data_spec, data_file, limit)
     if not problems:
         fail(f"{data_spec}: no questions to solve")
-    try:
-        run = run_generation(model or cfg.student.model, problems, cfg, mode=strategy, greedy=greedy,
-                             samples=samples, console=console)
-    except ModelError as exc:
-        fail(str(exc))
-        raise
+    run = run_generation(model or cfg.student.model, problems, cfg, mode=strategy, greedy=greedy,
+                         samples=samples, console=console)
     questions = {p.id: p.question for p in problems}
     write_jsonl(out, [{**s.model_dump(mode="json"), "question": questions[s.problem_id]} for s in run.solutions])
     by_id = {p.id: p for p in problems}
@@ -477,6 +451,54 @@ def sample(
     console.print(f"solved {summary['solved_questions']}/{len(problems)} questions; "
                   f"{run.generated_tokens:,} tokens at {run.tokens_per_s:,.1f} tokens/s")
     typer.echo(out)
+
+
+export_app = typer.Typer(help="Share a run: teacher data and mixes as datasets, the student as a model.",
+                         no_args_is_help=True)
+app.add_typer(export_app, name="export")
+RunDirArg = Annotated[Path, typer.Argument(metavar="RUN", help="Run directory of `siked run`.")]
+OutOption = Annotated[Path, typer.Option("--out", help="New folder to write (must not exist or be empty).")]
+PushOption = Annotated[
+    str | None, typer.Option("--push-to-hub", metavar="OWNER/NAME", help="Also upload it to this Hub repo (HF_ENDPOINT, HF_TOKEN).")
+]
+
+
+def push_export(folder: Path, repo: str | None, repo_type: str) -> None:
+    if repo is None:
+        return
+    from siked.export import push_folder
+
+    url = push_folder(folder, repo, repo_type)  # type: ignore[arg-type]
+    console.print(f"pushed to {url}", soft_wrap=True)
+
+
+@export_app.command("data")
+def export_data_command(run_dir: RunDirArg, out: OutOption, push_to_hub: PushOption = None) -> None:
+    """Kept teacher solutions and each iteration's training mix as a `datasets` folder with a card."""
+    from siked.export import export_data
+
+    result = export_data(run_dir, out)
+    rows = ", ".join(f"{path} {count}" for path, count in result.rows.items())
+    console.print(f"exported {rows} rows in {result.seconds:.1f} s", soft_wrap=True)
+    push_export(result.out, push_to_hub, "dataset")
+    typer.echo(result.out)
+
+
+@export_app.command("model")
+def export_model_command(
+    run_dir: RunDirArg,
+    out: OutOption,
+    iteration: Annotated[str, typer.Option("--iteration", metavar="N|best", help="Iteration to export.")] = "best",
+    merge: Annotated[bool, typer.Option("--merge", help="Fold the LoRA into the weights (a plain model folder).")] = False,
+    push_to_hub: PushOption = None,
+) -> None:
+    """One iteration's student as a transformers folder (adapter or merged weights) with a model card."""
+    from siked.export import export_model
+
+    result = export_model(run_dir, out, iteration=iteration, merge=merge)
+    console.print(f"exported {result.iteration} ({result.kind}) in {result.seconds:.1f} s", soft_wrap=True)
+    push_export(result.out, push_to_hub, "model")
+    typer.echo(result.out)
 
 
 def main() -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from siked.errors import SikedError
 
 
 class Section(BaseModel):
@@ -206,6 +208,26 @@ class LoopConfig(Section):
     """Write report.md and report.html at the end of `siked run`."""
 
 
+class TrackingConfig(Section):
+    report_to: list[Literal["tensorboard", "wandb", "trackio", "none"]] = ["none"]
+    """Experiment trackers for the trainer's per-step logs and the loop's per-iteration metrics
+    (tensorboard, wandb, trackio; extra `siked[tracking]`); none: no tracking."""
+    project: str = "siked"
+    """W&B / Trackio project the runs go to (each run's stages are grouped under its name)."""
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("report_to")
+    @classmethod
+    def _none_alone(cls, value: list[str]) -> list[str]:
+        if "none" in value and len(value) > 1:
+            raise ValueError("'none' cannot be combined with a tracker")
+        return value
+
+
 class SikedConfig(Section):
     out: Path = Path("runs/default")
     """Run directory: every stage's artifacts, the manifest, the report."""
@@ -219,6 +241,7 @@ class SikedConfig(Section):
     generation: GenerationConfig = GenerationConfig()
     mixing: MixingConfig = MixingConfig()
     loop: LoopConfig = LoopConfig()
+    tracking: TrackingConfig = TrackingConfig()
 
 
 EMBEDDED_DEFAULT = Path(__file__).parent / "configs" / "embedded.yaml"
@@ -226,7 +249,7 @@ EMBEDDED_DEFAULT = Path(__file__).parent / "configs" / "embedded.yaml"
 A config file is read on top of the field defaults, which are the paper's settings."""
 
 
-class ConfigError(ValueError):
+class ConfigError(SikedError, ValueError):
     """A config file or override that cannot be used; the message names the file and field."""
 
 
@@ -238,7 +261,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML: {exc}") from exc
+        raise ConfigError(f"override {text!r}: value is not valid YAML: {_one_line(exc)}") from None
     return key.strip().split("."), value
 
 
@@ -264,11 +287,16 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
 
 
 def _format_validation_error(exc: ValidationError, origin: str) -> str:
-    lines = [f"invalid config ({origin}):"]
+    """The first invalid field on the first line; any further ones on the lines after it."""
+    fields = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"]) or "<root>"
-        lines.append(f"  {field}: {err['msg']} (got {err.get('input')!r})")
-    return "\n".join(lines)
+        fields.append(f"{field}: {err['msg']} (got {err.get('input')!r})")
+    return "\n  ".join([f"invalid config ({origin}): {fields[0]}", *fields[1:]])
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> SikedConfig:
@@ -285,7 +313,7 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
         try:
             loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+            raise ConfigError(f"config file {path} is not valid YAML: {_one_line(exc)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
         _merge(tree, loaded or {})

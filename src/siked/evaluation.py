@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from siked.errors import SikedError, one_line
 from siked.records import Problem, Solution, Verdict
 
 if TYPE_CHECKING:
@@ -174,12 +175,19 @@ def evaluate_model(
     return results
 
 
+class EvaluationError(SikedError):
+    """A run directory or model that cannot be evaluated; the message names the file."""
+
+
 def run_overview(run_dir: Path) -> dict:
     """Per iteration: α, the strategy distributions of teacher data, mix and student, and the KL."""
     path = Path(run_dir) / "metrics.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: the run has not finished (rerun `siked run` to resume)")
-    metrics = json.loads(path.read_text(encoding="utf-8"))
+        raise EvaluationError(f"{path} does not exist: the run has not finished (rerun `siked run` to resume)")
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EvaluationError(f"{path} cannot be read ({one_line(exc)}); rerun `siked run` to rewrite it") from None
     rows = []
     for entry in metrics.get("iterations", []):
         train = entry.get("train", {})

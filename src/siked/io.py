@@ -13,10 +13,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from siked.errors import SikedError
+
 Record = TypeVar("Record", bound=BaseModel)
 
 
-class RecordError(ValueError):
+class RecordError(SikedError, ValueError):
     """A JSON Lines row that cannot be read; the message names the file and line."""
 
 

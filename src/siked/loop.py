@@ -32,6 +32,7 @@ from siked.mixing import correct_solutions, mix
 from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, now
 from siked.student.models import release_freed_memory
+from siked.tracking import Tracker, iteration_scalars
 
 VALIDATION = "validation"
 
@@ -67,6 +68,7 @@ class Loop:
     def __init__(self, config: SikedConfig, console: Console | None = None):
         self.config = config
         self.console = console or Console(stderr=True)
+        self.tracker = Tracker(config.tracking.report_to, config.tracking.project, Path(config.out))
         self.run = RunDir.open(config)
         (self.run.path / "config.yaml").write_text(dump_config(config), encoding="utf-8")
         self.grader: Any = None
@@ -86,7 +88,18 @@ class Loop:
         info["seconds"] = round(time.monotonic() - started, 2)
         self.run.finish(name, outputs, info)
         release_freed_memory()
+        self.track(name)
         return info
+
+    def track(self, stage: str) -> None:
+        """Send an iteration's metrics to the trackers once its evaluation (or sampling) is done."""
+        name, _, step = stage.rpartition("/")
+        names = self.iteration_names()
+        if not self.tracker.report_to or step not in ("eval", "sample") or name not in names:
+            return
+        metrics = self.metrics()
+        index = names.index(name)
+        self.tracker.log(index + 1, iteration_scalars(metrics["iterations"][index], metrics["teacher"]))
 
     def path(self, *parts: str) -> Path:
         return self.run.stage_path(*parts)
@@ -141,9 +154,9 @@ class Loop:
         def run_training() -> tuple[list[Path], dict[str, Any]]:
             by_id = {p.id: p for p in problems}
             pairs = [(by_id[r.problem_id], r) for r in records]
-            result = train_student(
-                pairs, self.config, model_dir, previous=previous, max_steps=max_steps, console=self.console
-            )
+            with self.tracker.training(name) as trainer_args:
+                result = train_student(pairs, self.config, model_dir, previous=previous, max_steps=max_steps,
+                                       console=self.console, trainer_args=trainer_args)
             info = {"examples": len(records), "steps": result.steps, "train_loss": result.train_loss,
                     "tokens_per_s": result.tokens_per_s}
             return [model_dir], info
@@ -246,6 +259,12 @@ class Loop:
         self.evaluate(name, model_dir, data.eval_sets())
 
     def execute(self) -> Path:
+        try:
+            return self.execute_stages()
+        finally:
+            self.tracker.close()
+
+    def execute_stages(self) -> Path:
         from siked.grading import Grader
         from siked.sandbox import SandboxPool
 

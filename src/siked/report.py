@@ -26,6 +26,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from siked.errors import SikedError, one_line
 from siked.evaluation import distribution_from_counts
 from siked.io import atomic_path
 
@@ -47,7 +48,7 @@ REFERENCE_NOTICE = (
 )
 
 
-class ReportError(ValueError):
+class ReportError(SikedError, ValueError):
     """A run directory whose metrics cannot be read; the message names the file (and the field)."""
 
 
@@ -185,7 +186,7 @@ def load_metrics(run_dir: Path) -> Metrics:
             f"{path} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path} cannot be read: {exc}") from None
+        raise ReportError(f"{path} cannot be read: {one_line(exc)}") from None
     try:
         metrics = Metrics.model_validate(data)
     except ValidationError as exc:
@@ -205,7 +206,7 @@ def read_config(run_dir: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path} cannot be read: {exc}") from None
+        raise ReportError(f"{path} cannot be read: {one_line(exc)}") from None
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 A stage is done when the manifest says so; its outputs were written (atomically) before the
 manifest was updated, so a `kill -9` anywhere loses at most the stage in flight. Rerunning with
-the same config resumes at the first unfinished stage; a different config is refused.
+the same config resumes at the first unfinished stage. A config that differs in a field that changes
+results, or an input file that changed, is refused; operational settings (`OPERATIONAL_FIELDS`:
+batch sizes, workers, timeouts, ...) may change and are recorded per invocation.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from siked.config import SikedConfig
+from siked.errors import SikedError, one_line
 from siked.io import write_json
 
 MANIFEST = "manifest.json"
@@ -24,7 +27,7 @@ MANIFEST_VERSION = 1
 TRACKED_LIBRARIES = ("siked", "torch", "transformers", "peft", "trl", "datasets", "accelerate", "vllm")
 
 
-class RunDirError(RuntimeError):
+class RunDirError(SikedError, RuntimeError):
     """The run directory cannot be used as asked; the message says why and what to do."""
 
 
@@ -32,11 +35,63 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+OPERATIONAL_FIELDS: tuple[str, ...] = (
+    "generation.batch_size",
+    "generation.device",
+    "generation.gpu_memory_utilization",
+    "generation.tensor_parallel_size",
+    "generation.data_parallel_size",
+    "sandbox.workers",
+    "teacher.concurrency",
+    "teacher.batch_size",
+    "teacher.request_timeout_s",
+    "teacher.max_retries",
+    "teacher.backoff_base_s",
+    "teacher.backoff_max_s",
+    "teacher.max_failed_requests",
+    "teacher.api_key_env",
+    "teacher.cache",
+    "teacher.price_prompt_per_mtok",
+    "teacher.price_completion_per_mtok",
+    "teacher.tensor_parallel_size",
+    "train.logging_steps",
+    "train.save_steps",
+    "train.save_total_limit",
+    "train.resume",
+    "train.gradient_checkpointing",
+    "loop.report",
+)
+"""Settings that change how a run executes but not what it computes: they may differ on resume
+(a smaller batch after running out of memory, more sandbox workers) and are recorded per
+invocation in the manifest's `invocations`. Every other field must match to resume."""
+
+
+def _split_operational(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(results-changing fields, operational fields) of a dumped config.
+
+    The `tracking` section is operational as a whole: it changes what is logged, not what is computed.
+    """
+    results = json.loads(json.dumps(data))
+    operational: dict[str, Any] = {}
+    if "tracking" in results:
+        operational["tracking"] = results.pop("tracking")
+    for dotted in OPERATIONAL_FIELDS:
+        section, _, key = dotted.partition(".")
+        if isinstance(results.get(section), dict) and key in results[section]:
+            operational[dotted] = results[section].pop(key)
+    return results, operational
+
+
 def config_fingerprint(config: SikedConfig) -> dict[str, Any]:
-    """The config fields that decide a run's results (the run directory itself excluded)."""
+    """The config fields that decide a run's results (operational ones and the directory excluded)."""
     data = config.model_dump(mode="json")
     data.pop("out", None)
-    return data
+    return _split_operational(data)[0]
+
+
+def operational_settings(config: SikedConfig) -> dict[str, Any]:
+    """The operational fields (`OPERATIONAL_FIELDS`) of `config`, by dotted name."""
+    return _split_operational(config.model_dump(mode="json"))[1]
 
 
 def _digest(data: Any) -> str:
@@ -51,12 +106,34 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def input_hashes(config: SikedConfig) -> dict[str, str]:
+def input_files(config: SikedConfig) -> list[Path]:
+    """The files a run reads its data and teacher solutions from."""
     specs = [config.data.train, *config.data.evaluation]
-    files = [s.file for s in specs if s.file is not None]
+    files = [Path(s.file) for s in specs if s.file is not None]
     if config.teacher.file is not None:
-        files.append(config.teacher.file)
-    return {str(f): file_sha256(Path(f)) for f in files if Path(f).is_file()}
+        files.append(Path(config.teacher.file))
+    return files
+
+
+def input_hashes(config: SikedConfig) -> dict[str, str]:
+    return {str(f): file_sha256(f) for f in input_files(config) if f.is_file()}
+
+
+def check_inputs(recorded: dict[str, str], path: Path) -> None:
+    """Refuse to resume when an input file the run started from is gone or changed."""
+    for name, digest in recorded.items():
+        file = Path(name)
+        if not file.is_file():
+            raise RunDirError(
+                f"input file {file} of the run in {path} no longer exists; restore it to resume, "
+                "or choose a new run directory (--out)"
+            )
+        now_digest = file_sha256(file)
+        if now_digest != digest:
+            raise RunDirError(
+                f"input file {file} changed since the run in {path} started (sha256 {digest[:12]}... "
+                f"then, {now_digest[:12]}... now); restore it to resume, or choose a new run directory (--out)"
+            )
 
 
 def library_versions() -> dict[str, str]:
@@ -78,6 +155,10 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: run has {old!r}, now {new!r}"]
 
 
+def _invocation(config: SikedConfig) -> dict[str, Any]:
+    return {"started": now(), "operational": operational_settings(config), "libraries": library_versions()}
+
+
 class RunDir:
     """A run directory and its manifest."""
 
@@ -93,7 +174,8 @@ class RunDir:
         fingerprint = config_fingerprint(config)
         if manifest_path.exists():
             manifest = cls._load(manifest_path)
-            diffs = _differences(manifest["config"], fingerprint)
+            # Manifests written before the split hold the operational fields too.
+            diffs = _differences(_split_operational(manifest["config"])[0], fingerprint)
             if diffs:
                 listed = "\n  ".join(diffs[:10])
                 raise RunDirError(
@@ -101,8 +183,11 @@ class RunDir:
                     f"  {listed}\n"
                     f"Choose a new run directory (--out), or rerun with the original config to resume."
                 )
+            check_inputs(manifest.get("inputs", {}), path)
             run = cls(path, manifest)
+            run.manifest["config"] = fingerprint
             run.manifest["resumed"] = run.manifest.get("resumed", 0) + 1
+            run.manifest.setdefault("invocations", []).append(_invocation(config))
             run.save()
             return run
         if path.exists() and any(path.iterdir()):
@@ -116,6 +201,7 @@ class RunDir:
             "config_sha256": _digest(fingerprint),
             "inputs": input_hashes(config),
             "libraries": library_versions(),
+            "invocations": [_invocation(config)],
             "stages": {},
         }
         run = cls(path, manifest)
@@ -128,7 +214,7 @@ class RunDir:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise RunDirError(
-                f"{manifest_path} is corrupt ({exc}); move it away to start a new run there, "
+                f"{manifest_path} is corrupt ({one_line(exc)}); move it away to start a new run there, "
                 f"or choose another --out"
             ) from None
         missing = [k for k in ("version", "config", "stages") if not isinstance(manifest, dict) or k not in manifest]

@@ -72,6 +72,14 @@ from typing import TYPE_CHECKING, Any, Literal
 if TYPE_CHECKING:
     from siked.config import SandboxConfig
 
+if __name__ == "__main__":
+    # The launcher runs this file as a script (`python -I`, which ignores PYTHONPATH): it must
+    # not need the siked package, and never raises SandboxError.
+    class SikedError(Exception):  # type: ignore[no-redef]
+        pass
+else:
+    from siked.errors import SikedError
+
 log = logging.getLogger(__name__)
 
 ANSWER_CHARS = 1000
@@ -186,7 +194,7 @@ class ExecResult:
     seconds: float
 
 
-class SandboxError(RuntimeError):
+class SandboxError(SikedError, RuntimeError):
     """The sandbox itself failed (a worker that cannot start, a closed pool), not a program."""
 
 

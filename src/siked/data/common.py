@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from siked import io as siked_io
+from siked.errors import SikedError, one_line
 
 
-class DataError(ValueError):
+class DataError(SikedError, ValueError):
     """A dataset that cannot be loaded; the message names the file and line, or the hub id."""
 
 
@@ -92,10 +93,10 @@ def load_hub_rows(
         if local:
             raise DataError(
                 f"{hub_id} holds no {raw_files}, and reading it as a local copy of the hub "
-                f"repository ({what}) failed: {exc}"
+                f"repository ({what}) failed: {one_line(exc)}"
             ) from exc
         raise DataError(
-            f"could not load {what} from the Hugging Face hub: {exc}; without network access "
+            f"could not load {what} from the Hugging Face hub: {one_line(exc)}; without network access "
             f"pass {raw_files} of the original release with --data-file"
         ) from exc
     return dataset.to_list()

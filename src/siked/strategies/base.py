@@ -74,6 +74,13 @@ class Strategy(ABC):
                 text = text[:cut]
         return text.strip()
 
+    def canonical(self, text: str, final_answer: str | None) -> str:
+        """The one form a kept teacher solution is stored in (the student learns one format).
+
+        `final_answer` is what the grader read from `text`; the default keeps the text as it is.
+        """
+        return text
+
     def gradable_text(self, text: str) -> str:
         """What the grader reads: the text itself, or for executing strategies, the program."""
         return text

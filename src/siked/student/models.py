@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from siked.errors import SikedError, one_line
 from siked.io import atomic_directory, atomic_path
 
 # PEFT and TRL still call a transformers 5 method that is deprecated in favour of a new name, when
@@ -29,7 +30,7 @@ MANIFEST = "siked_student.json"
 EMBEDDED_PREFIX = "embedded:"
 
 
-class ModelError(RuntimeError):
+class ModelError(SikedError, RuntimeError):
     """A model that cannot be found, converted or loaded; the message names it."""
 
 
@@ -135,7 +136,7 @@ def _dequantise(gguf: Path, out: Path) -> None:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     except Exception as exc:  # gguf/transformers raise many kinds on a bad file
-        raise ModelError(f"cannot read GGUF model {gguf}: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(f"cannot read GGUF model {gguf}: {type(exc).__name__}: {one_line(exc)}") from exc
     # The weights are plain tensors now; a saved quantization_config would make
     # from_pretrained look for the GGUF file again.
     if hasattr(model.config, "quantization_config"):
@@ -211,7 +212,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read {path}: {exc}") from exc
+        raise ModelError(f"cannot read {path}: {one_line(exc)}") from exc
     needed = {"full": ("model",), "lora": ("base_model", "adapter")}.get(manifest.get("kind"))
     if needed is None:
         raise ModelError(f"{path}: field 'kind' must be 'lora' or 'full' (got {manifest.get('kind')!r})")
@@ -303,7 +304,7 @@ def load_tokenizer(source: StudentSource) -> Any:
     except Exception as exc:
         raise ModelError(
             f"cannot load the tokenizer of model {source.spec!r} (from {source.tokenizer_path}): it is "
-            f"neither a local model nor a reachable Hugging Face hub model: {type(exc).__name__}: {exc}"
+            f"neither a local model nor a reachable Hugging Face hub model: {type(exc).__name__}: {one_line(exc)}"
         ) from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -339,7 +340,7 @@ def load_model(
     except Exception as exc:
         raise ModelError(
             f"cannot load model {source.spec!r} (from {source.base}): it is neither a local model "
-            f"nor a reachable Hugging Face hub model: {type(exc).__name__}: {exc}"
+            f"nor a reachable Hugging Face hub model: {type(exc).__name__}: {one_line(exc)}"
         ) from exc
     if source.adapter is not None:
         model = attach_adapter(model, source.adapter, merge=merge)
@@ -356,7 +357,7 @@ def attach_adapter(model: Any, adapter: Path, *, merge: bool = False, trainable:
     try:
         model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     except Exception as exc:
-        raise ModelError(f"cannot load the LoRA adapter {adapter}: {exc}") from exc
+        raise ModelError(f"cannot load the LoRA adapter {adapter}: {one_line(exc)}") from exc
     return model.merge_and_unload() if merge else model
 
 

@@ -15,6 +15,8 @@ The output directory is what the generation backends load:
     out_dir/model/               full weights and tokenizer (full fine-tuning)
     out_dir/train_log.jsonl      the trainer's log (loss, learning rate, tokens) per step
     out_dir/checkpoints/         resumable checkpoints while training (removed when done)
+    out_dir/train_fingerprint.json  data, previous iteration and settings the checkpoints come
+                                 from; a rerun with other inputs refuses to resume from them
 
 Multi-GPU: run under `accelerate launch` (configs/accelerate/, docs/multi-gpu.md); the
 trainer picks up the distributed setup, and only the main process writes files.
@@ -22,6 +24,7 @@ trainer picks up the distributed setup, and only the main process writes files.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import resource
 import shutil
@@ -33,8 +36,10 @@ from pathlib import Path
 from typing import Any
 
 from siked.config import SikedConfig, StudentConfig, TrainConfig
-from siked.io import RecordError, iter_jsonl
+from siked.errors import SikedError, one_line
+from siked.io import RecordError, iter_jsonl, write_json
 from siked.records import Problem, Solution
+from siked.rundir import RunDirError, file_sha256
 from siked.strategies import strategy_names, student_prompt, student_target
 from siked.student.models import (
     EMBEDDED_PREFIX,
@@ -51,8 +56,14 @@ from siked.student.models import (
 )
 
 
-class TrainDataError(ValueError):
+class TrainDataError(SikedError, ValueError):
     """Training data that cannot be used; the message names the file, line or field."""
+
+
+FINGERPRINT = "train_fingerprint.json"
+"""What the checkpoints in an output directory were trained from (data, previous, settings)."""
+OPERATIONAL_TRAIN_FIELDS = ("logging_steps", "save_steps", "save_total_limit", "resume", "gradient_checkpointing")
+"""`train` fields that do not change the trained weights: they may differ when resuming."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +186,58 @@ def sft_records(examples: Sequence[TrainExample], prompt_style: str, tokenizer: 
     ]
 
 
+def train_fingerprint(
+    examples: Sequence[TrainExample], base_model: str, previous: Path | str | None,
+    train_cfg: TrainConfig, prompt_style: str,
+) -> dict[str, Any]:
+    """The data, starting weights and hyper-parameters that decide what a training run computes."""
+    data = json.dumps([[ex.question, ex.strategy, ex.solution] for ex in examples]).encode()
+    previous_manifest = Path(previous) / MANIFEST if previous is not None else None
+    settings = train_cfg.model_dump(mode="json")
+    for name in OPERATIONAL_TRAIN_FIELDS:
+        settings.pop(name, None)
+    return {
+        "examples": len(examples),
+        "examples_sha256": hashlib.sha256(data).hexdigest(),
+        "base_model": base_reference(base_model),
+        "previous": str(Path(previous).resolve()) if previous is not None else None,
+        "previous_sha256": file_sha256(previous_manifest)
+        if previous_manifest is not None and previous_manifest.is_file() else None,
+        "prompt_style": prompt_style,
+        "train": settings,
+    }
+
+
+def check_resumable(out_dir: Path, fingerprint: dict[str, Any]) -> None:
+    """Refuse an output directory whose checkpoints or merged base come from another run's inputs."""
+    state = [name for name in ("checkpoints", "base") if (out_dir / name).exists()]
+    if not state:
+        return
+    try:
+        recorded = json.loads((out_dir / FINGERPRINT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    if recorded == fingerprint:
+        return
+    if not isinstance(recorded, dict):
+        diffs = [f"{out_dir / FINGERPRINT} is missing or unreadable"]
+    else:
+        diffs = [
+            f"{key}: was {_short(recorded.get(key))}, now {_short(fingerprint.get(key))}"
+            for key in sorted(set(recorded) | set(fingerprint)) if recorded.get(key) != fingerprint.get(key)
+        ]
+    raise RunDirError(
+        f"{out_dir} holds {' and '.join(state)} of a training run on other inputs, so it cannot be "
+        f"resumed ({'; '.join(diffs)}); pick another --out or delete {out_dir}"
+    )
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={v!r}" for k, v in value.items()) + "}"
+    return repr(value)
+
+
 # --- model ------------------------------------------------------------------------------------
 
 
@@ -253,7 +316,7 @@ def prepare_model(start: str, train_cfg: TrainConfig) -> Any:
     try:
         model = AutoModelForCausalLM.from_pretrained(start, dtype="float32")
     except Exception as exc:
-        raise ModelError(f"cannot load model {start!r} for training: {type(exc).__name__}: {exc}") from exc
+        raise ModelError(f"cannot load model {start!r} for training: {type(exc).__name__}: {one_line(exc)}") from exc
     if train_cfg.full_finetune:
         return model
     return get_peft_model(model, lora_config(train_cfg))
@@ -268,7 +331,8 @@ def training_dtype(train_cfg: TrainConfig) -> str:
     return "bfloat16" if use_bf16(train_cfg) else "float32"
 
 
-def sft_config(out_dir: Path, train_cfg: TrainConfig) -> Any:
+def sft_config(out_dir: Path, train_cfg: TrainConfig, **overrides: Any) -> Any:
+    """TRL's arguments from the train section; `overrides` (e.g. `report_to`, `run_name`) win."""
     import dataclasses
 
     import torch
@@ -277,7 +341,7 @@ def sft_config(out_dir: Path, train_cfg: TrainConfig) -> Any:
     # transformers 5 renamed gradient_checkpointing; older releases only know the old name.
     fields = {f.name for f in dataclasses.fields(SFTConfig)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-    return SFTConfig(
+    fixed = dict(
         output_dir=str(out_dir / "checkpoints"),
         learning_rate=train_cfg.learning_rate,
         num_train_epochs=train_cfg.epochs,
@@ -303,6 +367,7 @@ def sft_config(out_dir: Path, train_cfg: TrainConfig) -> Any:
         disable_tqdm=True,
         dataset_num_proc=None,
     )
+    return SFTConfig(**{**fixed, **overrides})
 
 
 # --- training ---------------------------------------------------------------------------------
@@ -371,6 +436,7 @@ def train_student(
     console: Any = None,
     progress: bool = True,
     callbacks: Sequence[Any] = (),
+    trainer_args: Mapping[str, Any] | None = None,
 ) -> TrainResult:
     """Fine-tune the student on tagged solutions and write a loadable output directory.
 
@@ -379,7 +445,8 @@ def train_student(
     `config`: its `train` and `student` sections are used; `base_model` defaults to
     `config.student.model`. `previous`: the last iteration's output directory, used when
     `config.train.init` is previous. `max_steps` overrides `config.train.max_steps`.
-    `callbacks`: extra `transformers.TrainerCallback`s.
+    `callbacks`: extra `transformers.TrainerCallback`s. `trainer_args`: SFTConfig fields that
+    override the config's (the loop's tracking passes `report_to` and `run_name`).
     """
     from datasets import Dataset
     from trl import SFTTrainer
@@ -393,12 +460,18 @@ def train_student(
     out_dir.mkdir(parents=True, exist_ok=True)
     if default_device() == "cpu":
         keep_freed_memory()
+    if previous is not None and not Path(previous).is_dir():
+        raise ModelError(f"previous iteration {previous} is not a directory (give a `siked train` output directory)")
+    fingerprint = train_fingerprint(examples, base_model or config.student.model, previous, train_cfg,
+                                    config.student.prompt_style)
+    check_resumable(out_dir, fingerprint)
     if is_main_process():
         (out_dir / MANIFEST).unlink(missing_ok=True)  # a finished run's marker; this one is not finished
+        write_json(out_dir / FINGERPRINT, fingerprint)
     # The previous iteration is merged before the trainer's arguments exist: under DeepSpeed
     # ZeRO-3 they make from_pretrained shard the weights, which merging cannot work on.
     start, base_ref = starting_point(base_model or config.student.model, out_dir, train_cfg, previous)
-    args = sft_config(out_dir, train_cfg)  # before loading the trained model: ZeRO-3 needs it first
+    args = sft_config(out_dir, train_cfg, **(trainer_args or {}))  # before loading the trained model: ZeRO-3 needs it first
     tokenizer = load_tokenizer(StudentSource(spec=start, base=start))
     model = prepare_model(start, train_cfg)
     dataset = Dataset.from_list(sft_records(examples, config.student.prompt_style, tokenizer))

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from siked.config import GenerationConfig
+from siked.errors import one_line
 from siked.student.generate import Completion, ProgressFn, cut_at_stop
 from siked.student.models import ModelError, StudentSource, resolve_dtype
 
@@ -72,7 +73,7 @@ def import_vllm() -> Any:
     try:
         import vllm
     except ImportError as exc:
-        raise ModelError(f"generation.backend 'vllm' needs vLLM: {INSTALL_HINT} (import failed: {exc})") from exc
+        raise ModelError(f"generation.backend 'vllm' needs vLLM: {INSTALL_HINT} (import failed: {one_line(exc)})") from exc
     return vllm
 
 
@@ -85,7 +86,7 @@ def vllm_unavailable() -> str | None:
     try:
         import_vllm()
     except Exception as exc:  # a broken install raises anything from deep inside vLLM
-        return f"vLLM does not import ({type(exc).__name__}: {exc})"
+        return f"vLLM does not import ({type(exc).__name__}: {one_line(exc)})"
     return None
 
 
@@ -151,7 +152,7 @@ def start_engine(source: StudentSource, cfg: GenerationConfig) -> Any:
     except Exception as exc:  # vLLM reports a bad model or setting with many exception types
         raise ModelError(
             f"vLLM could not start an engine for model {source.spec!r} (from {source.base}): "
-            f"{type(exc).__name__}: {exc}"
+            f"{type(exc).__name__}: {one_line(exc)}"
         ) from exc
 
 

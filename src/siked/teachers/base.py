@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from siked.errors import SikedError
 from siked.records import Problem, Solution
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from siked.progress import ProgressReporter
 
 
-class TeacherError(RuntimeError):
+class TeacherError(SikedError, RuntimeError):
     """A teacher that cannot run or cannot finish; the message says which server or file and why."""
 
 

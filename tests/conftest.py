@@ -27,6 +27,27 @@ def model_cache(request: pytest.FixtureRequest):
         yield cache
 
 
+def make_lora_adapter(base: str, out, rank: int = 8, seed: int = 0):
+    """A LoRA adapter on `base` with random (non-zero) weights: it changes the model's output
+    without any training, so merged and served copies can be compared with the plain base."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=["q_proj", "v_proj", "down_proj"],
+                        init_lora_weights=False, task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, config)
+    with torch.no_grad():  # small enough that the student still writes text, large enough to matter
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.mul_(0.5)
+    peft_model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(base).save_pretrained(out)
+    return out
+
+
 TINY_RUN = [
     "data.train.limit=8",
     "data.evaluation=[{name: gsm_symbolic, split: test, limit: 2}]",

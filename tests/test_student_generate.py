@@ -164,6 +164,7 @@ def test_vllm_backend_settings_without_a_gpu(tmp_path: Path) -> None:
     import importlib.util
 
     from siked.student import ModelError, StudentSource
+    from siked.student.models import resolve_dtype
     from siked.student.vllm_backend import VLLMBackend, _shards, engine_kwargs
 
     adapter = tmp_path / "adapter"
@@ -174,7 +175,11 @@ def test_vllm_backend_settings_without_a_gpu(tmp_path: Path) -> None:
     assert with_adapter["enable_lora"] is True and with_adapter["max_lora_rank"] == 16  # 12 rounded up
     assert with_adapter["model"] == "/models/base" and with_adapter["tensor_parallel_size"] == 2
     assert with_adapter["seed"] == 5 and with_adapter["dtype"] == "bfloat16"
+    assert with_adapter["gpu_memory_utilization"] == 0.9
     assert "enable_lora" not in engine_kwargs(StudentSource(spec="x", base="/models/base"), cfg)
+    on_cpu = engine_kwargs(StudentSource(spec="x", base="/models/base"), cfg.model_copy(update={"dtype": "auto"}), gpu=False)
+    assert "gpu_memory_utilization" not in on_cpu and on_cpu["enforce_eager"] is True
+    assert on_cpu["dtype"] == str(resolve_dtype("auto", "cpu")).removeprefix("torch.")  # as hf decides
     assert _shards(list("abcdefg"), 3) == [(0, 3), (3, 5), (5, 7)]
     assert _shards(list("a"), 2) == [(0, 1), (1, 1)]
     if importlib.util.find_spec("vllm") is None:
@@ -201,3 +206,40 @@ def test_greedy_evaluation_has_its_own_limit_and_verdicts_record_truncation(back
     assert ended.truncated == (ended.num_tokens == 64)
     verdicts = grade_student_outputs(Grader(), {p.id: p for p in offline}, greedy.solutions)
     assert all(v.truncated for v in verdicts) and summarize(verdicts)["truncated"] == 2
+
+
+def test_data_parallel_engines_get_their_own_cores_or_gpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    from siked.student import ModelError
+    from siked.student import vllm_backend as vb
+
+    assert vb.core_list([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8"
+    monkeypatch.setattr(vb, "cpu_cores", lambda: [0, 1, 2, 3, 4])
+    placements = vb.engine_placements(GenerationConfig(data_parallel_size=2), gpu=False)
+    assert placements == [{"VLLM_CPU_OMP_THREADS_BIND": "0-1"}, {"VLLM_CPU_OMP_THREADS_BIND": "2-3"}]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6,7")
+    gpus = vb.engine_placements(GenerationConfig(data_parallel_size=2, tensor_parallel_size=2), gpu=True)
+    assert gpus == [{"CUDA_VISIBLE_DEVICES": "4,5"}, {"CUDA_VISIBLE_DEVICES": "6,7"}]
+    with pytest.raises(ModelError, match=r"data_parallel_size 3 x tensor_parallel_size 2 needs 6 GPUs, 4 available"):
+        vb.engine_placements(GenerationConfig(data_parallel_size=3, tensor_parallel_size=2), gpu=True)
+    monkeypatch.setattr(vb, "cpu_cores", lambda: [0])
+    with pytest.raises(ModelError, match=r"needs 2 CPU cores, 1 available"):
+        vb.engine_placements(GenerationConfig(data_parallel_size=2), gpu=False)
+
+
+def test_backend_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """auto takes vLLM only where it imports; hf and vllm are taken as asked."""
+    from siked.student import StudentSource
+    from siked.student import vllm_backend as vb
+    from siked.student.generate import choose_backend
+
+    full = StudentSource(spec="m", base="/models/m")
+    lora = StudentSource(spec="m", base="/models/m", adapter=tmp_path)
+    assert choose_backend(full, GenerationConfig(backend="hf")) == ("hf", "generation.backend is hf")
+    assert choose_backend(lora, GenerationConfig(backend="vllm")) == ("vllm", "generation.backend is vllm")
+    assert GenerationConfig().backend == "auto"
+    monkeypatch.setattr(vb, "vllm_unavailable", lambda: "vLLM is not installed")
+    assert choose_backend(full, GenerationConfig()) == ("hf", "auto: vLLM is not installed")
+    monkeypatch.setattr(vb, "vllm_unavailable", lambda: None)
+    assert choose_backend(full, GenerationConfig())[0] == "vllm"
+    name, why = choose_backend(lora, GenerationConfig())
+    assert name == "vllm" and "merged" in why

@@ -180,3 +180,37 @@ def test_release_freed_memory_returns_what_a_stage_kept() -> None:
     out = subprocess.run([sys.executable, "-c", RSS], capture_output=True, text=True, check=True)
     kept, after_release = (int(v) for v in out.stdout.split())
     assert kept > 200 and after_release < 50
+
+
+def test_merged_bases_are_saved_in_the_training_dtype(model_cache: Path, tmp_path: Path) -> None:
+    """init=previous folds the last adapter in and saves the sum in the precision training uses
+    (bfloat16 when it trains in bf16: half the disk of float32), once; the merged copy computes
+    what base + adapter computes."""
+    import torch
+    from safetensors import safe_open
+
+    from conftest import make_lora_adapter
+    from siked.config import TrainConfig
+    from siked.student.train import starting_point, training_dtype
+
+    base = locate_model("embedded:smollm2").base
+    adapter = make_lora_adapter(base, tmp_path / "adapter")
+    sizes = {}
+    for bf16, dtype in ((True, torch.bfloat16), (False, torch.float32)):
+        train_cfg = TrainConfig(init="previous", bf16=bf16)
+        assert training_dtype(train_cfg) == str(dtype).removeprefix("torch.")
+        out = tmp_path / f"iteration-2-{dtype}"
+        start, ref = starting_point("embedded:smollm2", out, train_cfg, adapter)
+        assert (start, ref) == (str(out / "base"), "base")
+        weights = out / "base" / "model.safetensors"
+        with safe_open(str(weights), "pt") as handle:
+            assert {handle.get_tensor(k).dtype for k in handle.keys()} == {dtype}
+        assert json.loads((out / "base" / "config.json").read_text())["dtype"] == str(dtype).removeprefix("torch.")
+        sizes[dtype] = weights.stat().st_size
+    assert sizes[torch.bfloat16] < 0.55 * sizes[torch.float32]
+
+    merged, tokenizer = load_model(str(tmp_path / "iteration-2-torch.float32" / "base"), dtype="float32", device="cpu")
+    with_adapter, _ = load_model(str(adapter), dtype="float32", device="cpu")
+    ids = tokenizer("Tom has 3 apples and buys 4 more.", return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(merged(**ids).logits, with_adapter(**ids).logits, atol=1e-3, rtol=1e-4)

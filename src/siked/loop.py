@@ -318,6 +318,13 @@ class Loop:
         steps = [self.recorded(f"{n}/train", TrainInfo).steps for n in self.iteration_names()]
         return sum(s for s in steps if s) or None
 
+    def backends_used(self) -> str | None:
+        """The generation backends that sampling and evaluation ran on, with why, e.g.
+        `vllm (auto: vLLM is installed and ...)`; None before any such stage."""
+        used = {(e["info"]["backend"], e["info"].get("backend_choice") or "")
+                for e in self.run.manifest["stages"].values() if e.get("info", {}).get("backend")}
+        return "; ".join(f"{name} ({why})" if why else name for name, why in sorted(used)) or None
+
     def working_time(self) -> tuple[float, str | None]:
         """Seconds spent in stages (over every resume; not the time between a crash and its
         resume) and when the last stage finished."""
@@ -338,9 +345,12 @@ class Loop:
         train = self.train_stats(name)
         train.examples = (train.teacher_count or 0) + (train.student_count or 0)
         entry = Iteration(iteration=index, train=train, eval=self.recorded(f"{name}/eval", EvalInfo).eval)
-        student = self.recorded(f"{name}/sample", SampleInfo).student
-        if student:
-            entry.student = student
+        sampled = self.recorded(f"{name}/sample", SampleInfo)
+        if sampled.student:
+            entry.student = sampled.student
+        evaluated = self.recorded(f"{name}/eval", EvalInfo)
+        entry.generation_backend = {stage: info.backend for stage, info in (("eval", evaluated), ("sample", sampled))
+                                    if info.backend}
         train_dist = distribution_from_counts(train.strategy_counts)
         # The student's greedy choices on the validation questions: recorded for every iteration,
         # the last included (which samples nothing), so the KL is comparable across iterations.
@@ -366,6 +376,7 @@ class Loop:
                 started=self.run.manifest["created"], finished=finished or now(), wall_s=round(wall_s, 1),
                 baselines=baselines, routing=self.config.loop.routing,
                 validation_fraction=self.config.data.validation_fraction,
+                generation_backend=self.backends_used(),
             ),
             teacher=TeacherStats(**teacher_stats.dump(), strategy_counts={
                 name: stats.kept or 0 for name, stats in teacher_stats.by_strategy.items()}),

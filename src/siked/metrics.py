@@ -218,15 +218,24 @@ class TrainInfo(StageInfo):
     processes: int | None = None
 
 
-class EvalInfo(StageInfo):
+class GenerationStageInfo(StageInfo):
+    """A stage in which the student generates (evaluation, sampling, routing)."""
+
+    backend: str | None = None
+    """The generation backend it ran on: hf or vllm."""
+    backend_choice: str | None = None
+    """Why that backend (`generation.backend`, or what `auto` found)."""
+
+
+class EvalInfo(GenerationStageInfo):
     eval: dict[str, EvalResult] = {}
 
 
-class SampleInfo(StageInfo):
+class SampleInfo(GenerationStageInfo):
     student: StudentStats | None = None
 
 
-class RoutingInfo(StageInfo):
+class RoutingInfo(GenerationStageInfo):
     model: str | None = None
 
 
@@ -240,6 +249,8 @@ class Iteration(Record):
     student: StudentStats | None = None
     kl_train_student: float | None = None
     """KL(training mix || the student's greedy choices on the validation questions)."""
+    generation_backend: dict[str, str] = {}
+    """The backend each generating stage of the iteration ran on, e.g. {eval: vllm, sample: vllm}."""
 
 
 class Baseline(Record):
@@ -264,6 +275,8 @@ class RunInfo(Record):
     """Whether the run was configured to run the routing analysis (None: not recorded)."""
     validation_fraction: float | None = None
     """0: the run held out no validation set (the last iteration is the model)."""
+    generation_backend: str | None = None
+    """The backends the student's sampling and evaluation ran on, and why (None: not recorded)."""
 
 
 class Metrics(Record):

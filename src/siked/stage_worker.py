@@ -66,6 +66,12 @@ def grader(config: SikedConfig) -> Iterator[Any]:
 # --- the stage bodies ------------------------------------------------------------------------
 
 
+def backend_info(student: tuple[Any, Any]) -> dict[str, str]:
+    """Which generation backend a stage ran, and why (`generation.backend: auto` decides)."""
+    backend = student[1]
+    return {"backend": backend.name, "backend_choice": backend.choice}
+
+
 @stage_kind("teach")
 def teach_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], TeacherInfo]:
     """args: problems (JSONL of the training questions), out_dir."""
@@ -109,7 +115,7 @@ def evaluate_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> t
             outputs.append(str(paths["out"]))
             summaries[key] = EvalResult.read(summarize(verdicts))
             console.print(f"  {args['name']} {key}: accuracy {summaries[key].rate:.1%}")
-    return outputs, EvalInfo(eval=summaries)
+    return outputs, EvalInfo(eval=summaries, **backend_info(student))
 
 
 def sample_modes(config: SikedConfig) -> list[str]:
@@ -140,7 +146,7 @@ def sample_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tup
     if "free" in by_mode:  # the strategies the student picks itself, not the forced ones
         summary.strategy_counts = by_mode["free"].strategy_counts
     summary.by_mode = by_mode
-    return [str(args["samples"]), str(args["verdicts"])], SampleInfo(student=summary)
+    return [str(args["samples"]), str(args["verdicts"])], SampleInfo(student=summary, **backend_info(student))
 
 
 @stage_kind("route")
@@ -158,7 +164,7 @@ def route_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tupl
                                              console=console)[1] for name in strategy_names()}
             table[key] = routing(problems, forced)
     write_json(Path(args["out"]), table)
-    return [str(args["out"])], RoutingInfo(model=args["model_name"])
+    return [str(args["out"])], RoutingInfo(model=args["model_name"], **backend_info(student))
 
 
 # --- running one request ---------------------------------------------------------------------

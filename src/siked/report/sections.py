@@ -62,6 +62,7 @@ def header_blocks(view: RunView) -> list[Block]:
         ["Teacher backend", run.teacher_backend or MISSING],
         ["Teacher data", teacher_data_origin(run.reference_solutions)],
         ["Student model", run.student_model or MISSING],
+        ["Generation backend", run.generation_backend or MISSING],
         ["Mixing", fmt_mixing(run.mixing)],
         ["Started", run.started or MISSING],
         ["Finished", status],

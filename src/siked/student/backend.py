@@ -37,6 +37,11 @@ class GenerationBackend(Protocol):
 
     def close(self) -> None: ...
 
+    name: str
+    """Which backend this is: hf or vllm."""
+    choice: str
+    """Why it was chosen (set by `open_backend`)."""
+
 
 def stop_strings(prompt_style: str) -> list[str]:
     return list(ALPACA_STOPS) if prompt_style == "alpaca" else []

@@ -31,7 +31,13 @@ from siked.student.backend import (
     cut_at_stop,
     stop_strings,
 )
-from siked.student.models import StudentSource, load_model, load_tokenizer, locate_model
+from siked.student.models import (
+    StudentSource,
+    load_model,
+    load_tokenizer,
+    locate_model,
+    merged_student,
+)
 from siked.student.vllm_backend import VLLMBackend
 
 FREE = "free"
@@ -56,6 +62,8 @@ class HFBackend:
     size give the same text.
     """
 
+    name = "hf"
+    choice = ""
     share_prefill = True
     """Encode a prompt once for all its samples (off: once per sample, as `num_return_sequences` does)."""
 
@@ -165,14 +173,41 @@ class HFBackend:
         self.model = None
 
 
+def choose_backend(source: StudentSource, cfg: GenerationConfig) -> tuple[str, str]:
+    """(backend name, why) for `generation.backend`; `auto` takes vLLM where it imports, else hf.
+
+    vLLM serving a LoRA adapter is no faster than hf, so `auto` serves a student that is an
+    adapter from a merged copy of it (`merged_student`); an explicit `vllm` serves the adapter
+    through a `LoRARequest`.
+    """
+    if cfg.backend != "auto":
+        return cfg.backend, f"generation.backend is {cfg.backend}"
+    from siked.student.vllm_backend import vllm_unavailable
+
+    missing = vllm_unavailable()
+    if missing is not None:
+        return "hf", f"auto: {missing}"
+    if source.adapter is not None:
+        return "vllm", "auto: vLLM is installed; the LoRA adapter is merged into a copy of its base"
+    return "vllm", "auto: vLLM is installed and the student is full weights"
+
+
 def open_backend(
     model: str | Path | StudentSource, cfg: GenerationConfig, prompt_style: str
 ) -> GenerationBackend:
+    """The generation backend `cfg` asks for, loaded; its `name` and `choice` say which and why."""
     source = model if isinstance(model, StudentSource) else locate_model(model)
     stops = stop_strings(prompt_style)
-    if cfg.backend == "vllm":
-        return VLLMBackend(source, cfg, stops)
-    return HFBackend.load(source, cfg, stops)
+    name, why = choose_backend(source, cfg)
+    backend: Any
+    if name == "vllm":
+        if cfg.backend == "auto" and source.adapter is not None:
+            source = merged_student(source)
+        backend = VLLMBackend(source, cfg, stops)
+    else:
+        backend = HFBackend.load(source, cfg, stops)
+    backend.choice = why
+    return backend
 
 
 def build_prompt(question: str, mode: str, prompt_style: str, tokenizer: Any = None) -> str:

@@ -359,3 +359,40 @@ def attach_adapter(model: Any, adapter: Path, *, merge: bool = False, trainable:
     except Exception as exc:
         raise ModelError(f"cannot load the LoRA adapter {adapter}: {one_line(exc)}") from exc
     return model.merge_and_unload() if merge else model
+
+
+def save_merged(source: StudentSource, out: Path, dtype: str = "float32") -> Path:
+    """Fold `source`'s adapter into its base weights (in float32), cast the sum to `dtype` once
+    and save it there with the tokenizer (a folder `from_pretrained` and vLLM read)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source.base, dtype=torch.float32)
+    except Exception as exc:
+        raise ModelError(f"cannot load model {source.base!r} to merge {source.adapter}: {type(exc).__name__}: {exc}") from exc
+    model = attach_adapter(model, source.adapter, merge=True).to(resolve_dtype(dtype, "cpu"))
+    with atomic_directory(out, marker="config.json") as staging:
+        model.save_pretrained(staging)
+        load_tokenizer(source).save_pretrained(staging)
+    return out
+
+
+def trained_dtype(source: StudentSource) -> str:
+    """The dtype a `train_student` output was trained in (float32 when it does not say)."""
+    return (source.manifest or {}).get("dtype") or "float32"
+
+
+def merged_student(source: StudentSource) -> StudentSource:
+    """`source` with its adapter folded in: a `merged/` folder beside the adapter of a
+    `train_student` output (made once, in the training dtype), else one in the cache."""
+    if source.adapter is None:
+        return source
+    if source.manifest is not None:
+        out = source.adapter.parent / "merged"
+    else:
+        key = hashlib.sha256(f"{source.base}\0{source.adapter.resolve()}".encode()).hexdigest()[:16]
+        out = cache_root() / "merged" / f"{source.adapter.name}-{key}"
+    if not (out / "config.json").is_file():
+        save_merged(source, out, trained_dtype(source))
+    return StudentSource(spec=source.spec, base=str(out), manifest=source.manifest)

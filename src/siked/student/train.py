@@ -10,7 +10,8 @@ The output directory is what the generation backends load:
 
     out_dir/siked_student.json   manifest (written last: its presence marks a finished run)
     out_dir/adapter/             the LoRA adapter and tokenizer (LoRA runs)
-    out_dir/base/                previous iteration's merged weights (init=previous only)
+    out_dir/base/                previous iteration's merged weights, in the training dtype (init=previous only)
+    out_dir/merged/              this run's adapter merged, for vLLM (written by `generation.backend: auto`)
     out_dir/model/               full weights and tokenizer (full fine-tuning)
     out_dir/train_log.jsonl      the trainer's log (loss, learning rate, tokens) per step
     out_dir/checkpoints/         resumable checkpoints while training (removed when done)
@@ -37,7 +38,7 @@ from typing import Any
 
 from siked.config import SikedConfig, StudentConfig, TrainConfig
 from siked.errors import SikedError, one_line
-from siked.io import RecordError, atomic_directory, iter_jsonl, write_json
+from siked.io import RecordError, iter_jsonl, write_json
 from siked.records import Problem, Solution
 from siked.rundir import RunDirError, file_sha256
 from siked.strategies import strategy_names, student_prompt, student_target
@@ -46,14 +47,14 @@ from siked.student.models import (
     MANIFEST,
     ModelError,
     StudentSource,
-    attach_adapter,
     default_device,
     keep_freed_memory,
     load_tokenizer,
     locate_model,
+    save_merged,
     write_manifest,
 )
-from siked.student.trainer_args import sft_config
+from siked.student.trainer_args import sft_config, training_dtype
 
 
 class TrainDataError(SikedError, ValueError):
@@ -289,7 +290,7 @@ def starting_point(
         merged = out_dir / "base"
         with _main_process_first():
             if not (merged / "config.json").is_file():
-                save_merged(source, merged)
+                save_merged(source, merged, training_dtype(train_cfg))
         return str(merged), "base"
     with _main_process_first():  # one process converts an embedded/GGUF model
         source = locate_model(base_model)
@@ -299,18 +300,6 @@ def starting_point(
             "(previous=..., init=previous) or give the original model"
         )
     return source.base, base_reference(base_model)
-
-
-def save_merged(source: StudentSource, out: Path) -> Path:
-    """Fold `source`'s adapter into its base weights (float32) and save them, with the tokenizer."""
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(source.base, dtype="float32")
-    model = attach_adapter(model, source.adapter, merge=True)
-    with atomic_directory(out, marker="config.json") as staging:
-        model.save_pretrained(staging)
-        load_tokenizer(source).save_pretrained(staging)
-    return out
 
 
 def lora_config(train_cfg: TrainConfig) -> Any:
@@ -507,6 +496,7 @@ def _finish(
             "adapter": "adapter" if kind == "lora" else None,
             "model": "model" if kind == "full" else None,
             "prompt_style": student_cfg.prompt_style,
+            "dtype": training_dtype(train_cfg),
             "init": train_cfg.init,
             "previous": str(Path(previous).resolve()) if previous is not None else None,
             "train": train_cfg.model_dump(mode="json"),

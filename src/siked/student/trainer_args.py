@@ -15,6 +15,11 @@ def use_bf16(train_cfg: TrainConfig) -> bool:
     return bf16_supported(default_device()) if train_cfg.bf16 is None else train_cfg.bf16
 
 
+def training_dtype(train_cfg: TrainConfig) -> str:
+    """The precision training computes in, which merged weights are saved in."""
+    return "bfloat16" if use_bf16(train_cfg) else "float32"
+
+
 def sft_config(out_dir: Path, train_cfg: TrainConfig, **overrides: Any) -> Any:
     """TRL's arguments from the train section; `overrides` (e.g. `report_to`, `run_name`) win."""
     import dataclasses

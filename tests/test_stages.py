@@ -15,12 +15,14 @@ import pytest
 from siked.config import LauncherConfig, load_config
 from siked.io import write_jsonl
 from siked.stages import (
+    ERROR,
     LOG,
     PARENT_ENV,
     REQUEST,
     RESULT,
     StageError,
     StageRequest,
+    failure_message,
     launch_command,
     run_child,
     run_stage,
@@ -165,11 +167,23 @@ def test_a_run_resumes_with_stages_in_process_or_another_port_but_not_other_trai
         RunDir.open(load_config(None, [out, "train.launcher.num_processes=2"]))
 
 
-def test_the_workers_own_one_line_error_is_quoted_without_its_prefix(tmp_path: Path) -> None:
+def test_the_workers_own_error_is_shown_once_by_the_loop_and_kept_in_the_log(tmp_path: Path) -> None:
     bad = tmp_path / REQUEST
     bad.write_text(json.dumps({"stage": "x", "kind": "nope", "config": {}, "args": {}}))
-    with pytest.raises(StageError, match=r"^stage x failed \(exit status 2\): stage x: unknown kind 'nope'"):
-        run_child([sys.executable, "-m", "siked.stage_worker", str(bad)], "x", tmp_path / LOG, io.StringIO())
+    console = io.StringIO()
+    with pytest.raises(StageError, match=r"^stage x failed \(exit status 2\): stage x: unknown kind 'nope'.* -- full log"):
+        run_child([sys.executable, "-m", "siked.stage_worker", str(bad)], "x", tmp_path / LOG, console,
+                  error_file=tmp_path / ERROR)
+    assert "unknown kind" not in console.getvalue()  # the child left it to the loop
+    assert "error: stage x: unknown kind 'nope'" in (tmp_path / LOG).read_text()
+
+
+def test_a_multi_line_stage_error_keeps_its_details_after_the_line_naming_the_stage(tmp_path: Path) -> None:
+    (tmp_path / LOG).write_text("")
+    message = failure_message("teacher", 2, tmp_path / LOG, "2 request(s) failed for good\n  first: refused")
+    first, detail = message.splitlines()
+    assert first.startswith("stage teacher failed (exit status 2): 2 request(s) failed for good -- full log: ")
+    assert detail == "  first: refused"
 
 
 def test_a_training_checkpoint_resumes_on_another_port_but_not_on_other_processes() -> None:

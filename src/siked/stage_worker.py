@@ -22,7 +22,7 @@ from rich.console import Console
 
 from siked.config import SikedConfig
 from siked.errors import SikedError
-from siked.io import read_jsonl, write_json, write_jsonl
+from siked.io import atomic_path, read_jsonl, write_json, write_jsonl
 from siked.metrics import (
     EvalInfo,
     EvalResult,
@@ -35,7 +35,7 @@ from siked.metrics import (
 )
 from siked.records import Problem, Solution
 from siked.registry import Registry
-from siked.stages import PARENT_ENV, RESULT, StageError, StageRequest, write_result
+from siked.stages import ERROR, PARENT_ENV, RESULT, StageError, StageRequest, write_result
 
 StageBody = Callable[[SikedConfig, dict[str, Any], Any], tuple[list[str], StageInfo]]
 """(config, arguments, console) -> (output paths, the info the manifest records)."""
@@ -221,8 +221,13 @@ def main(argv: list[str] | None = None) -> int:
         request = StageRequest.read(request_path)
         outputs, info = run_request(request, console)
     except SikedError as exc:
-        console.print("[bold red]error:[/]", end=" ")
-        console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
+        if os.environ.get(PARENT_ENV):  # the loop shows it, once
+            if is_main_rank():
+                with atomic_path(request_path.parent / ERROR) as staging:
+                    staging.write_text(str(exc), encoding="utf-8")
+        else:
+            console.print("[bold red]error:[/]", end=" ")
+            console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         return 2
     if is_main_rank():
         write_result(request_path.parent / RESULT, outputs, info)

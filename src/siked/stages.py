@@ -32,6 +32,9 @@ from siked.io import write_json
 
 REQUEST = "request.json"
 RESULT = "result.json"
+ERROR = "error.txt"
+"""A stage's own error message (a `SikedError`), written by its child instead of printing it, so that
+the loop shows it once, on its own `error:` line."""
 LOG = "log.txt"
 PARENT_ENV = "SIKED_STAGE_PARENT"
 """The loop's process id, given to children so that they stop when the loop is gone."""
@@ -113,15 +116,25 @@ def last_line(log: Path) -> str:
     return line.removeprefix("error: ")  # the worker's own one-line errors
 
 
-def failure_message(stage: str, returncode: int, log: Path) -> str:
+def failure_message(stage: str, returncode: int, log: Path, error: str | None = None) -> str:
+    """One line naming the stage, why it ended and its log; the child's own error (its first line
+    quoted, any detail lines after) or else the log's last line."""
     if returncode < 0:
         name = signal.Signals(-returncode).name
         why = f"was killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
     else:
         why = f"failed (exit status {returncode})"
-    quoted = last_line(log)
-    quoted = f": {quoted}" if quoted else ""
-    return f"stage {stage} {why}{quoted} -- full log: {log}; rerun the same command to resume at this stage"
+    first, *details = (error or last_line(log)).splitlines() or [""]
+    quoted = f": {first}" if first else ""
+    line = f"stage {stage} {why}{quoted} -- full log: {log}; rerun the same command to resume at this stage"
+    return "\n".join([line, *details])
+
+
+def read_error(path: Path | None) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8").strip() or None if path is not None else None
+    except OSError:
+        return None
 
 
 def child_environment(console_file: IO[str]) -> dict[str, str]:
@@ -132,8 +145,10 @@ def child_environment(console_file: IO[str]) -> dict[str, str]:
     return env
 
 
-def run_child(command: list[str], stage: str, log: Path, console_file: IO[str] | None = None) -> None:
-    """Run `command`, streaming its output to `console_file` and appending it to `log`."""
+def run_child(command: list[str], stage: str, log: Path, console_file: IO[str] | None = None,
+              error_file: Path | None = None) -> None:
+    """Run `command`, streaming its output to `console_file` and appending it to `log`; a child that
+    fails with its own error message leaves it in `error_file`."""
     console_file = console_file or sys.stderr
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as sink:
@@ -166,7 +181,11 @@ def run_child(command: list[str], stage: str, log: Path, console_file: IO[str] |
         finally:
             process.stdout.close()
     if returncode != 0:
-        raise StageError(failure_message(stage, returncode, log))
+        error = read_error(error_file)
+        if error:
+            with log.open("a", encoding="utf-8") as sink:
+                sink.write(f"error: {error}\n")
+        raise StageError(failure_message(stage, returncode, log, error))
 
 
 def run_stage(request: StageRequest, stage_dir: Path, *, launcher: LauncherConfig | None = None,
@@ -174,8 +193,9 @@ def run_stage(request: StageRequest, stage_dir: Path, *, launcher: LauncherConfi
     """Run one stage in a child process (several under `launcher`); returns its outputs and info."""
     stage_dir.mkdir(parents=True, exist_ok=True)
     request_path, result_path = stage_dir / REQUEST, stage_dir / RESULT
-    result_path.unlink(missing_ok=True)  # an earlier, interrupted attempt's
+    for earlier in (result_path, stage_dir / ERROR):  # an earlier, interrupted attempt's
+        earlier.unlink(missing_ok=True)
     write_json(request_path, request.to_json())
     run_child(launch_command(request_path, launcher), request.stage, stage_dir / LOG,
-              getattr(console, "file", None))
+              getattr(console, "file", None), error_file=stage_dir / ERROR)
     return read_result(result_path, request.stage)

@@ -214,3 +214,37 @@ def test_merged_bases_are_saved_in_the_training_dtype(model_cache: Path, tmp_pat
     ids = tokenizer("Tom has 3 apples and buys 4 more.", return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(merged(**ids).logits, with_adapter(**ids).logits, atol=1e-3, rtol=1e-4)
+
+
+def test_pruned_merged_weights_free_their_disk_and_loading_says_they_were_pruned(tmp_path: Path) -> None:
+    from siked.student.models import (
+        PRUNED,
+        ModelError,
+        disk_bytes,
+        locate_model,
+        prune_merged,
+        write_manifest,
+    )
+
+    model = tmp_path / "iter1" / "model"
+    for folder, size in (("base", 3000), ("merged", 2000), ("adapter", 500)):
+        (model / folder).mkdir(parents=True)
+        (model / folder / "weights.bin").write_bytes(b"\0" * size)
+    write_manifest(model, {"kind": "lora", "base_model": "base", "adapter": "adapter"})
+    assert disk_bytes(model) > 5500
+    assert prune_merged(model, "kept: iter2, iter3") == 5000
+    assert not (model / "base").exists() and not (model / "merged").exists() and (model / "adapter").is_dir()
+    assert (model / PRUNED).read_text().strip() == "kept: iter2, iter3"
+    with pytest.raises(ModelError, match=r"merged base weights were deleted by loop.keep_merged=last \(kept: iter2"):
+        locate_model(str(model))
+    assert prune_merged(model, "again") == 0  # nothing left to free
+
+
+def test_a_serving_copy_alone_is_pruned_without_making_the_model_unloadable(tmp_path: Path) -> None:
+    from siked.student.models import PRUNED, prune_merged
+
+    model = tmp_path / "model"
+    (model / "merged").mkdir(parents=True)
+    (model / "merged" / "w.bin").write_bytes(b"\0" * 100)
+    assert prune_merged(model, "kept: iter2") == 100
+    assert not (model / PRUNED).exists()  # the adapter's base is the hub model: still loadable

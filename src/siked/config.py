@@ -255,6 +255,12 @@ class LoopConfig(Section):
     """Also decode every evaluation set with each strategy forced (per-question routing, oracle)."""
     report: bool = True
     """Write report.md and report.html at the end of `siked run`."""
+    keep_merged: Literal["last", "all"] = "last"
+    """Merged weights an iteration holds (`model/base`: the previous iteration folded into its base, with
+    `train.init: previous`; `model/merged`: a copy with its adapter folded in, which vLLM serves). last:
+    at the end of the run, delete them in every iteration but the chosen (best) and the last, whose
+    models stay loadable (a pruned iteration's adapter stays; loading it says it was pruned); all: keep
+    every one. The report shows the disk each iteration uses."""
     stage_processes: bool = True
     """Run each heavy stage (teacher, training, evaluation, sampling, routing) in its own child
     process, which hands back all its CPU and GPU memory when it exits; false runs them inside the

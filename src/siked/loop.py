@@ -49,6 +49,7 @@ from siked.mixing import correct_solutions, mix, select_teacher
 from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, now
 from siked.stages import StageRequest, run_stage
+from siked.student.models import PRUNED, disk_bytes, prune_merged
 from siked.student.trainer_args import check_trainer_kwargs
 from siked.tracking import Tracker, iteration_scalars
 
@@ -280,6 +281,8 @@ class Loop:
                 self.baseline(method, data, teacher, budget)
         if loop.routing:
             self.route(data)
+        if loop.keep_merged == "last":
+            self.prune_merged()
         write_metrics(self.path(METRICS_FILE), self.metrics())
         if loop.report:
             from siked.report import write_report  # matplotlib: only when a report is asked for
@@ -295,6 +298,17 @@ class Loop:
         sets = {key: str(data.paths[key]) for key in data.evaluation}
         self.heavy("routing", RoutingInfo, "route", {"model": str(self.path(best, "model")), "model_name": best,
                                                      "sets": sets, "out": str(self.path("routing.json"))})
+
+    def prune_merged(self) -> None:
+        """`loop.keep_merged: last`: delete the merged weights of every model but the chosen and the last."""
+        names = self.iteration_names()
+        keep = {self.best_iteration(), names[-1] if names else None}
+        models = [*names, *(f"baselines/{m}" for m in self.config.loop.baselines)]
+        freed = sum(prune_merged(self.path(name, "model"), f"kept: {', '.join(sorted(k for k in keep if k))}")
+                    for name in models if name not in keep and self.path(name, "model").is_dir())
+        if freed:
+            self.console.print(f"  merged weights of earlier models deleted (loop.keep_merged=last): "
+                               f"{freed / 2**20:.0f} MB freed")
 
     # -- metrics --------------------------------------------------------------------------
 
@@ -351,6 +365,9 @@ class Loop:
         evaluated = self.recorded(f"{name}/eval", EvalInfo)
         entry.generation_backend = {stage: info.backend for stage, info in (("eval", evaluated), ("sample", sampled))
                                     if info.backend}
+        folder = self.path(name)
+        entry.disk_mb = round(disk_bytes(folder) / 2**20, 1)
+        entry.merged_pruned = (folder / "model" / PRUNED).is_file()
         train_dist = distribution_from_counts(train.strategy_counts)
         # The student's greedy choices on the validation questions: recorded for every iteration,
         # the last included (which samples nothing), so the KL is comparable across iterations.

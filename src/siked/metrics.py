@@ -251,6 +251,10 @@ class Iteration(Record):
     """KL(training mix || the student's greedy choices on the validation questions)."""
     generation_backend: dict[str, str] = {}
     """The backend each generating stage of the iteration ran on, e.g. {eval: vllm, sample: vllm}."""
+    disk_mb: float | None = None
+    """Disk the iteration's folder uses when the run ends (model, merged weights, samples), in MB."""
+    merged_pruned: bool | None = None
+    """Its merged weights were deleted at the end of the run (`loop.keep_merged: last`)."""
 
 
 class Baseline(Record):

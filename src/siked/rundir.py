@@ -62,6 +62,7 @@ OPERATIONAL_FIELDS: tuple[str, ...] = (
     "train.launcher.main_process_port",
     "loop.report",
     "loop.stage_processes",
+    "loop.keep_merged",
 )
 """Settings that change how a run executes but not what it computes: they may differ on resume
 (a smaller batch after running out of memory, more sandbox workers) and are recorded per

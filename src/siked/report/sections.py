@@ -158,6 +158,10 @@ def baselines_section(view: RunView) -> Section:
     return Section("Baselines vs SIKeD", blocks)
 
 
+def fmt_disk(mb: float | None, pruned: bool | None) -> str:
+    return fmt_num(mb, 1) + (" (merged weights deleted)" if pruned else "")
+
+
 def training_section(view: RunView) -> Section:
     rows = []
     for it in view.iterations:
@@ -166,9 +170,10 @@ def training_section(view: RunView) -> Section:
             str(it.iteration), fmt_num(train.examples), fmt_num(train.teacher_count),
             fmt_num(train.student_count), fmt_num(train.alpha), fmt_num(train.train_loss, 3),
             fmt_num(train.steps), fmt_num(train.tokens_per_s, 1), fmt_num(it.kl_train_student, 3),
+            fmt_disk(it.disk_mb, it.merged_pruned),
         ])
     headers = ["Iteration", "Examples", "Teacher", "Student", "α", "Train loss", "Steps", "Tokens/s",
-               "KL(train ‖ student)"]
+               "KL(train ‖ student)", "Disk (MB)"]
     fallbacks = [f"Iteration {it.iteration}: {it.train.fallback}." for it in view.iterations
                  if it.train and it.train.fallback]
     blocks: list[Block] = [

@@ -179,6 +179,10 @@ def _locate_directory(spec: str, path: Path, cache: Path | None) -> StudentSourc
         manifest = read_manifest(path)
         if manifest["kind"] == "full":
             return StudentSource(spec=spec, base=str(path / manifest["model"]), manifest=manifest)
+        if (path / PRUNED).is_file() and manifest["base_model"] == "base" and not (path / "base").is_dir():
+            raise ModelError(f"{path}: its merged base weights were deleted by loop.keep_merged=last "
+                             f"({(path / PRUNED).read_text(encoding='utf-8').strip()}); its adapter alone cannot "
+                             "be loaded (rerun the iteration with loop.keep_merged=all to keep it)")
         base = locate_model(_manifest_path(path, manifest["base_model"]), cache)
         if base.adapter is not None:
             raise ModelError(f"{path / MANIFEST}: base_model {manifest['base_model']!r} is itself an adapter")
@@ -381,6 +385,32 @@ def save_merged(source: StudentSource, out: Path, dtype: str = "float32") -> Pat
 def trained_dtype(source: StudentSource) -> str:
     """The dtype a `train_student` output was trained in (float32 when it does not say)."""
     return (source.manifest or {}).get("dtype") or "float32"
+
+
+MERGED_FOLDERS = ("base", "merged")
+"""The folders of merged weights a `train_student` output may hold (see siked.student.train)."""
+PRUNED = "PRUNED"
+"""Written into an output whose merged weights were deleted (`loop.keep_merged: last`)."""
+
+
+def prune_merged(model_dir: Path, why: str) -> int:
+    """Delete `model_dir`'s merged weights (see MERGED_FOLDERS); returns the bytes freed."""
+    import shutil
+
+    freed = 0
+    for name in MERGED_FOLDERS:
+        folder = model_dir / name
+        if folder.is_dir():
+            freed += disk_bytes(folder)
+            if name == "base":  # the adapter's own base: without it the model cannot be loaded
+                (model_dir / PRUNED).write_text(why + "\n", encoding="utf-8")
+            shutil.rmtree(folder)  # a serving copy (`merged`) is made again when needed
+    return freed
+
+
+def disk_bytes(path: Path) -> int:
+    """Bytes the files under `path` take."""
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file() and not f.is_symlink())
 
 
 def merged_student(source: StudentSource) -> StudentSource:

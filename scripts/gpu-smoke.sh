@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# GPU smoke check of the scale path: the paper preset (configs/paper.yaml) with tiny limits on a
+# hub-style local student folder, 2 iterations, vLLM sampling and evaluation, and the training stage
+# launched on 2 processes where 2 GPUs exist. Offline: the teacher is the reference teacher on
+# gsm_symbolic problems (no teacher server, no hub). Prints each stage's time and the GPU memory in
+# use while it ran (sampled by nvidia-smi every 0.5 s). Expected: under 8 minutes on one H100/H200.
+#
+#   bash scripts/gpu-smoke.sh                 # student: the embedded SmolLM2, exported as a hub-style folder
+#   STUDENT=/models/Qwen2-1.5B-Instruct bash scripts/gpu-smoke.sh
+#
+# Needs a Python with siked, a CUDA build of torch and vLLM (pip install -e '.[vllm]'); PYTHON picks it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+OUT=${OUT:-runs/gpu-smoke}
+GPUS=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())")
+if [ "$GPUS" -lt 1 ]; then
+    echo "gpu-smoke: no CUDA GPU visible to $PYTHON (torch.cuda.device_count() is 0)" >&2
+    exit 1
+fi
+"$PYTHON" -c "import vllm" || { echo "gpu-smoke: vLLM does not import in $PYTHON (pip install -e '.[vllm]')" >&2; exit 1; }
+PROCESSES=$(( GPUS >= 2 ? 2 : 1 ))
+rm -rf "$OUT" && mkdir -p "$OUT"
+STUDENT=${STUDENT:-}
+if [ -z "$STUDENT" ]; then
+    STUDENT="$OUT/student"
+    "$PYTHON" - "$STUDENT" <<'PY'
+import shutil, sys
+from siked.student.models import locate_model
+shutil.copytree(locate_model("embedded:smollm2").base, sys.argv[1])  # config.json, safetensors, tokenizer
+PY
+fi
+nvidia-smi --query-gpu=timestamp,index,memory.used --format=csv,noheader,nounits -lms 500 >"$OUT/gpu-memory.csv" &
+SAMPLER=$!
+trap 'kill $SAMPLER 2>/dev/null || true' EXIT
+START=$(date +%s)
+"$PYTHON" -m siked.cli run --config configs/paper.yaml --out "$OUT/run" \
+    --set student.model="$STUDENT" \
+    --set teacher.backend=reference --set teacher.samples=1 \
+    --set 'data.train={name: gsm_symbolic, split: train, limit: 48}' \
+    --set 'data.evaluation=[{name: gsm_symbolic, split: test, limit: 32}]' \
+    --set train.epochs=1 --set train.max_length=512 \
+    --set generation.backend=vllm --set generation.samples=4 \
+    --set generation.max_new_tokens=256 --set generation.eval_max_new_tokens=256 \
+    --set loop.max_iterations=2 --set loop.patience=0 --set 'loop.baselines=[combined]' \
+    --set train.launcher.num_processes="$PROCESSES"
+echo "gpu-smoke: siked run finished in $(( $(date +%s) - START )) s on $GPUS GPU(s), training on $PROCESSES process(es)"
+kill $SAMPLER 2>/dev/null || true
+"$PYTHON" - "$OUT/run/manifest.json" "$OUT/gpu-memory.csv" <<'PY'
+import csv, json, sys
+from datetime import datetime
+
+stages = json.load(open(sys.argv[1]))["stages"]
+samples = []
+for row in csv.reader(open(sys.argv[2])):
+    try:
+        stamp = datetime.strptime(row[0].strip(), "%Y/%m/%d %H:%M:%S.%f").astimezone()
+        samples.append((stamp, int(row[1]), float(row[2])))
+    except (ValueError, IndexError):
+        continue
+print(f"{'stage':28} {'seconds':>8} {'peak GPU MiB (per GPU)':>24}  backend")
+for name, entry in stages.items():
+    if entry.get("status") != "done":
+        continue
+    start, end = (datetime.fromisoformat(entry[k]) for k in ("started", "finished"))
+    peak = {}
+    for stamp, gpu, used in samples:
+        if start <= stamp <= end:
+            peak[gpu] = max(peak.get(gpu, 0.0), used)
+    peaks = ", ".join(f"{peak[g]:.0f}" for g in sorted(peak)) or "-"
+    info = entry.get("info", {})
+    print(f"{name:28} {(end - start).total_seconds():8.1f} {peaks:>24}  {info.get('backend', '')}")
+PY

@@ -14,26 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_RUN
 from siked.config import load_config
 from siked.loop import run
 from siked.stages import LOG
 
 pytestmark = pytest.mark.slow
 
-SMALL = [
-    "data.train.limit=8",
-    "data.evaluation=[{name: gsm_symbolic, split: test, limit: 2}]",
-    "data.validation_fraction=0.25",
-    "train.max_steps=2",
-    "train.max_length=192",
-    "train.per_device_batch_size=2",
-    "train.gradient_accumulation_steps=1",
-    "generation.samples=2",
-    "generation.max_new_tokens=24",
-    "loop.max_iterations=1",
-    "loop.patience=0",
-    "loop.report=false",
-]
+SMALL = [*TINY_RUN, "loop.max_iterations=1", "loop.report=false"]
 
 
 def done_stages(run_dir: Path) -> dict[str, str]:

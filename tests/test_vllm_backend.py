@@ -179,7 +179,8 @@ def test_siked_run_samples_and_evaluates_through_vllm(model_cache: Path, tmp_pat
     sets = ["data.train.limit=10", "data.evaluation=[{name: gsm_symbolic, split: test, limit: 3}]",
             "data.validation_fraction=0.3", "train.max_steps=2", "train.per_device_batch_size=4",
             "train.gradient_accumulation_steps=1", "generation.samples=2", "generation.max_new_tokens=48",
-            "generation.backend=vllm", "loop.max_iterations=2", "loop.patience=0", f"out={out}"]
+            "generation.eval_max_new_tokens=48", "generation.backend=vllm", "loop.max_iterations=2", "loop.patience=0",
+            f"out={out}"]
     command = [sys.executable, "-m", "siked.cli", "run"] + [a for s in sets for a in ("--set", s)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -61,8 +61,11 @@ TINY_RUN = [
     "generation.eval_max_new_tokens=24",
     "loop.max_iterations=2",
     "loop.patience=0",
+    "loop.stage_processes=false",
 ]
-"""A finished run in a few minutes on CPU: the embedded student, 8 questions, 2 steps per iteration."""
+"""A finished run in a few minutes on CPU: the embedded student, 8 questions, 2 steps per iteration.
+Its stages run in the test's process (each child would import torch again, about 10 s a stage);
+tests/test_loop_processes.py runs them in child processes, as `siked run` does by default."""
 
 
 @pytest.fixture(scope="session")

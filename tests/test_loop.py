@@ -30,6 +30,7 @@ def stage_times(run_dir: Path) -> dict[str, str]:
 def test_two_iterations_end_to_end_then_rerun_redoes_nothing(tmp_path: Path):
     config = load_config(None, [f"out={tmp_path / 'run'}", *TINY])
     run_dir = run(config)
+    assert not (run_dir / "iter1" / "train" / "log.txt").exists()  # stage_processes=false: no child, no log
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [it["iteration"] for it in metrics["iterations"]] == [1, 2]
     first, second = metrics["iterations"]

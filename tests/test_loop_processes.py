@@ -21,7 +21,7 @@ from siked.stages import LOG
 
 pytestmark = pytest.mark.slow
 
-SMALL = [*TINY_RUN, "loop.max_iterations=1", "loop.report=false"]
+SMALL = [*TINY_RUN, "loop.max_iterations=1", "loop.report=false", "loop.stage_processes=true"]
 
 
 def done_stages(run_dir: Path) -> dict[str, str]:
@@ -122,11 +122,3 @@ def test_siked_run_launches_its_training_stage_on_two_processes(model_cache: Pat
     assert "accelerate.commands.launch --num_processes 2" in log
     assert manifest["stages"]["iter1/eval"]["status"] == "done"
     assert json.loads((out / "metrics.json").read_text())["iterations"][0]["train"]["processes"] == 2
-
-
-def test_stages_in_process_for_debugging(model_cache: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    run(load_config(None, [f"out={out}", *SMALL, "loop.stage_processes=false"]))
-    stages = done_stages(out)
-    assert {"teacher", "iter1/train", "iter1/eval"} <= set(stages)
-    assert not (out / "iter1" / "train" / LOG).exists()  # no child, no log

@@ -40,7 +40,7 @@ PROBLEMS = [Problem(id=f"q{i}", question=q, answer=0, answer_text="0", source="t
 
 def config(**changes: object) -> GenerationConfig:
     """Small and exact: float32 (what hf computes here), a few tokens, the backend chosen."""
-    settings = dict(backend="vllm", dtype="float32", max_new_tokens=40, samples=3, temperature=0.8,
+    settings = dict(backend="vllm", dtype="float32", max_new_tokens=40, eval_max_new_tokens=40, samples=3, temperature=0.8,
                     top_p=0.95, seed=0)
     return GenerationConfig(**{**settings, **changes})
 

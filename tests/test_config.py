@@ -38,12 +38,23 @@ def test_override_value_is_parsed_as_yaml():
         ("mixing.mode=sometimes", "mixing.mode"),
         ("teacher.samples", "key=value"),
         ("teacher.samples.x=1", "teacher.samples"),
+        ("data.train.templates=[1, 32]", "data.train.templates: Value error, unknown template(s) [32]"),
+        ("data.evaluation=[{name: svamp, split: test, templates: [1]}]",
+         "data.evaluation.0.templates: Value error, only gsm_symbolic has templates"),
     ],
 )
 def test_bad_overrides_name_the_field(override, fragment):
     with pytest.raises(ConfigError) as info:
         load_config(None, [override])
     assert fragment in str(info.value)
+
+
+def test_templates_reach_the_loader_and_the_problems():
+    from siked.data import load_spec
+
+    config = load_config(None, ["data.train.templates=[3, 10]", "data.train.limit=6"])
+    problems = load_spec(config.data.train)
+    assert len(problems) == 6 and {p.meta["template"] for p in problems} == {3, 10}
 
 
 def test_bad_files_name_the_file(tmp_path: Path):

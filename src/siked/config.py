@@ -10,7 +10,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from siked.data import gsm_symbolic
+from siked.data.common import DataError
 
 from siked.errors import SikedError
 from siked.registry import TEACHER_BACKENDS
@@ -30,6 +41,22 @@ class DatasetSpec(Section):
     """Raw file of the original release (or a local hub snapshot); None loads from the hub."""
     limit: int | None = Field(default=None, ge=1)
     """Keep only the first N problems."""
+    templates: list[int] | None = None
+    """gsm_symbolic only: draw only from these reasoning-gym templates (e.g. [0, 3, 10]); give the
+    same list to train and evaluation sets so both come from one distribution. None: all templates."""
+
+    @field_validator("templates")
+    @classmethod
+    def _known_templates(cls, templates: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if templates is None:
+            return None
+        if info.data.get("name") != "gsm_symbolic":
+            raise ValueError(f"only gsm_symbolic has templates, not {info.data.get('name')!r}")
+        try:
+            gsm_symbolic.check_templates(templates)
+        except DataError as exc:
+            raise ValueError(str(exc).removeprefix("gsm_symbolic templates: ")) from None
+        return templates
 
 
 class DataConfig(Section):

@@ -22,7 +22,6 @@ from pydantic import (
 
 from siked.data import gsm_symbolic
 from siked.data.common import DataError
-
 from siked.errors import SikedError
 from siked.registry import TEACHER_BACKENDS
 

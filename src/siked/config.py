@@ -178,6 +178,10 @@ class TrainConfig(Section):
     warmup_steps: int = Field(default=5, ge=0)
     weight_decay: float = Field(default=0.01, ge=0)
     max_length: int = Field(default=1024, ge=16)
+    group_by_length: bool = True
+    """Batch examples of similar token length together (transformers' length-grouped sampler: random
+    groups of 50 batches, sorted by length inside), so that little of each batch is padding; the
+    examples and their losses are the same, only their order changes. False: uniformly random order."""
     bf16: bool | None = None
     """None: bf16 where the hardware supports it (an Ampere+ GPU, a CPU with AVX512-BF16/AMX)."""
     gradient_checkpointing: bool = False

@@ -159,7 +159,12 @@ def compare_grouping(args: argparse.Namespace) -> None:
 
     device = default_device()
     console.print(f"device {device}, bf16 {bf16_supported(device)}, load average {os.getloadavg()[0]:.2f}")
-    runs = {mode: run_worker(mode, args) for mode in GROUPING_MODES}
+    runs = {}
+    for mode in GROUPING_MODES:  # each run printed as it ends, so a cut-short bench keeps its rows
+        runs[mode] = run_worker(mode, args)
+        console.print(f"{mode}: {runs[mode]['tokens_per_s']:,.1f} non-padding tokens/s "
+                      f"({runs[mode]['train_tokens']:,} in {runs[mode]['runtime_s']:.1f} s), "
+                      f"load average {os.getloadavg()[0]:.2f}")
     table = Table(title=f"LoRA on SmolLM2-135M, mixed-length CoT/L2M/PoT targets: {args.steps} steps x 8 "
                         f"sequences, max length {args.max_length}")
     for column in ("run", "non-padding tokens", "seconds", "tokens/s", "vs random-2x4", "final loss"):

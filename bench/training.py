@@ -1,7 +1,7 @@
 """Training throughput of the embedded student: length-grouped batches against random ones, and
 LoRA against full fine-tuning.
 
-    python bench/training.py [--compare grouping|lora-full] [--examples N] [--steps N] [--max-length N]
+    python bench/training.py [--compare grouping|lora-full] [--modes M,...] [--examples N] [--steps N] [--max-length N]
 
 `--compare grouping` (the default) trains LoRA on mixed-length data, the reference teacher's
 CoT, L2M and PoT solutions of gsm_symbolic problems (the embedded default's teacher data), with the
@@ -108,6 +108,8 @@ def run_worker(mode: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--compare", choices=["grouping", "lora-full"], default="grouping")
+    parser.add_argument("--modes", default=",".join(GROUPING_MODES),
+                        help="grouping: the runs to compare, comma-separated (random-2x4 always runs).")
     parser.add_argument("--examples", type=int, default=None,
                         help="Problems (grouping: each gives up to 3 examples; default 80) or examples (32).")
     parser.add_argument("--steps", type=int, default=None,
@@ -159,8 +161,9 @@ def compare_grouping(args: argparse.Namespace) -> None:
 
     device = default_device()
     console.print(f"device {device}, bf16 {bf16_supported(device)}, load average {os.getloadavg()[0]:.2f}")
+    modes = ["random-2x4", *(m for m in args.modes.split(",") if m in GROUPING_MODES and m != "random-2x4")]
     runs = {}
-    for mode in GROUPING_MODES:  # each run printed as it ends, so a cut-short bench keeps its rows
+    for mode in modes:  # each run printed as it ends, so a cut-short bench keeps its rows
         runs[mode] = run_worker(mode, args)
         console.print(f"{mode}: {runs[mode]['tokens_per_s']:,.1f} non-padding tokens/s "
                       f"({runs[mode]['train_tokens']:,} in {runs[mode]['runtime_s']:.1f} s), "

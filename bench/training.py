@@ -8,6 +8,8 @@ CoT, L2M and PoT solutions of gsm_symbolic problems (the embedded default's teac
 current path (`train.group_by_length=false`: random batches of 2, 4 accumulation steps), the new
 one (`group_by_length=true`, same batches) and the new one with one batch of 8 per step; it prints
 non-padding tokens/s of each and their ratios to the current path. `--compare lora-full` is below.
+On a busy machine, set OMP_NUM_THREADS=1: two threads that wait for each other at every operation
+slow down far more than the load alone explains, and unevenly from run to run.
 
 Both runs fine-tune SmolLM2-135M-Instruct with `siked.student.train_student` on the same
 GSM8K-derived `[cot]` targets (worked solutions without calculator annotations), with the

@@ -172,12 +172,13 @@ def compare_grouping(args: argparse.Namespace) -> None:
                       f"load average {os.getloadavg()[0]:.2f}")
     table = Table(title=f"LoRA on SmolLM2-135M, mixed-length CoT/L2M/PoT targets: {args.steps} steps x 8 "
                         f"sequences, max length {args.max_length}")
-    for column in ("run", "non-padding tokens", "seconds", "tokens/s", "vs random-2x4", "final loss"):
+    for column in ("run", "non-padding tokens", "seconds", "tokens/s", "vs random-2x4", "peak MiB", "final loss"):
         table.add_column(column, justify="left" if column == "run" else "right")
     base = runs["random-2x4"]["tokens_per_s"]
     for mode, r in runs.items():
         table.add_row(mode, f"{r['train_tokens']:,}", f"{r['runtime_s']:.1f}", f"{r['tokens_per_s']:,.1f}",
-                      f"{r['tokens_per_s'] / base:.2f}x", f"{r['losses'][-1]:.3f}" if r["losses"] else "-")
+                      f"{r['tokens_per_s'] / base:.2f}x", f"{r['peak_memory_mb']:,.0f}",
+                      f"{r['losses'][-1]:.3f}" if r["losses"] else "-")
     console.print(table)
     console.print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(json.dumps({mode: {"tokens_per_s": r["tokens_per_s"], "ratio": r["tokens_per_s"] / base}

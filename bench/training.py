@@ -6,8 +6,9 @@ LoRA against full fine-tuning.
 `--compare grouping` (the default) trains LoRA on mixed-length data, the reference teacher's
 CoT, L2M and PoT solutions of gsm_symbolic problems (the embedded default's teacher data), with the
 current path (`train.group_by_length=false`: random batches of 2, 4 accumulation steps), the new
-one (`group_by_length=true`, same batches) and the new one with one batch of 8 per step; it prints
-non-padding tokens/s of each and their ratios to the current path. `--compare lora-full` is below.
+one (`group_by_length=true`, same batches), and with `--modes ...,grouped-8x1` the new one with one
+batch of 8 per step (at max length 512 on a CPU it took over 13 GB and was OOM-killed on a 24 GB
+machine); it prints non-padding tokens/s of each and their ratios to the current path. `--compare lora-full` is below.
 On a busy machine, set OMP_NUM_THREADS=1: two threads that wait for each other at every operation
 slow down far more than the load alone explains, and unevenly from run to run.
 
@@ -110,7 +111,7 @@ def run_worker(mode: str, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--compare", choices=["grouping", "lora-full"], default="grouping")
-    parser.add_argument("--modes", default=",".join(GROUPING_MODES),
+    parser.add_argument("--modes", default="random-2x4,grouped-2x4",
                         help="grouping: the runs to compare, comma-separated (random-2x4 always runs).")
     parser.add_argument("--examples", type=int, default=None,
                         help="Problems (grouping: each gives up to 3 examples; default 80) or examples (32).")

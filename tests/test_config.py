@@ -85,10 +85,17 @@ REPO = Path(__file__).resolve().parents[1]
 def test_sample_mode_defaults_to_the_authors_both_and_the_measured_presets_sample_freely():
     assert SikedConfig().loop.sample_mode == "both"
     assert load_config().loop.sample_mode == "free"
-    for name in ("experiment-gsm8k.yaml", "cpu-gsm8k.yaml"):
+    for name in ("experiment-gsm8k.yaml", "cpu-gsm8k.yaml", "cpu-templates.yaml"):
         config = load_config(REPO / "configs" / name)
         assert config.loop.sample_mode == "free"
         assert config.generation.eval_max_new_tokens == config.generation.max_new_tokens
+
+
+def test_the_template_preset_draws_every_set_from_the_same_honest_templates():
+    config = load_config(REPO / "configs" / "cpu-templates.yaml")
+    assert config.data.train.templates and all(
+        spec.templates == config.data.train.templates for spec in config.data.evaluation)
+    assert len(config.teacher.strategies) == 3  # PoT is correct and honest on every chosen template
 
 
 def test_strategy_granularity_without_forced_samples_is_refused_naming_both_fields():

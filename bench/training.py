@@ -1,6 +1,16 @@
-"""Training throughput and peak memory of the embedded student: LoRA against full fine-tuning.
+"""Training throughput of the embedded student: length-grouped batches against random ones, and
+LoRA against full fine-tuning.
 
-    python bench/training.py [--examples 32] [--steps 4] [--max-length 512]
+    python bench/training.py [--compare grouping|lora-full] [--modes M,...] [--examples N] [--steps N] [--max-length N]
+
+`--compare grouping` (the default) trains LoRA on mixed-length data, the reference teacher's
+CoT, L2M and PoT solutions of gsm_symbolic problems (the embedded default's teacher data), with the
+current path (`train.group_by_length=false`: random batches of 2, 4 accumulation steps), the new
+one (`group_by_length=true`, same batches), and with `--modes ...,grouped-8x1` the new one with one
+batch of 8 per step (at max length 512 on a CPU it took over 13 GB and was OOM-killed on a 24 GB
+machine); it prints non-padding tokens/s of each and their ratios to the current path. `--compare lora-full` is below.
+On a busy machine, set OMP_NUM_THREADS=1: two threads that wait for each other at every operation
+slow down far more than the load alone explains, and unevenly from run to run.
 
 Both runs fine-tune SmolLM2-135M-Instruct with `siked.student.train_student` on the same
 GSM8K-derived `[cot]` targets (worked solutions without calculator annotations), with the
@@ -49,6 +59,27 @@ def training_examples(count: int) -> list:
     ]
 
 
+def mixed_length_examples(count: int) -> list:
+    from siked.data import load_problems
+    from siked.student import TrainExample
+    from siked.teachers.reference import BUILDERS
+
+    examples = []
+    for problem in load_problems("gsm_symbolic", "train", limit=count):
+        for strategy, build in BUILDERS.items():
+            solution = build(problem)
+            if solution is not None:
+                examples.append(TrainExample(problem.question, strategy, solution))
+    return examples
+
+
+GROUPING_MODES = {
+    "random-2x4": {"group_by_length": False},
+    "grouped-2x4": {"group_by_length": True},
+    "grouped-8x1": {"group_by_length": True, "per_device_batch_size": 8, "gradient_accumulation_steps": 1},
+}
+
+
 def worker(mode: str, args: argparse.Namespace) -> None:
     """One training run in this process; prints its TrainResult as JSON on the last line."""
     import siked.student.train
@@ -58,11 +89,12 @@ def worker(mode: str, args: argparse.Namespace) -> None:
     if mode == "lora-default-malloc":
         siked.student.train.keep_freed_memory = lambda: False
     cfg = SikedConfig()
-    cfg.train = cfg.train.model_copy(update={"full_finetune": mode == "full", "max_length": args.max_length,
-                                             "save_steps": 10_000})
+    update = {"full_finetune": mode == "full", "max_length": args.max_length, "save_steps": 10_000,
+              "group_by_length": False, **GROUPING_MODES.get(mode, {})}
+    cfg.train = cfg.train.model_copy(update=update)
+    examples = mixed_length_examples(args.examples) if mode in GROUPING_MODES else training_examples(args.examples)
     with tempfile.TemporaryDirectory(prefix=f"siked-bench-{mode}-") as out:
-        result = train_student(training_examples(args.examples), cfg, Path(out) / "student",
-                               max_steps=args.steps, progress=False)
+        result = train_student(examples, cfg, Path(out) / "student", max_steps=args.steps, progress=False)
     print(json.dumps(result.to_json()))
 
 
@@ -78,13 +110,25 @@ def run_worker(mode: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=4, help="Optimizer steps per run (8 sequences each).")
+    parser.add_argument("--compare", choices=["grouping", "lora-full"], default="grouping")
+    parser.add_argument("--modes", default="random-2x4,grouped-2x4",
+                        help="grouping: the runs to compare, comma-separated (random-2x4 always runs).")
+    parser.add_argument("--examples", type=int, default=None,
+                        help="Problems (grouping: each gives up to 3 examples; default 80) or examples (32).")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="Optimizer steps per run, 8 sequences each (default: grouping 24, lora-full 4).")
     parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--worker", choices=["lora", "full", "lora-default-malloc"], help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=["lora", "full", "lora-default-malloc", *GROUPING_MODES],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    grouping = args.compare == "grouping"
+    args.examples = args.examples or (80 if grouping else 32)
+    args.steps = args.steps or (24 if grouping else 4)
     if args.worker:
         worker(args.worker, args)
+        return
+    if grouping:
+        compare_grouping(args)
         return
 
     from siked.student.models import bf16_supported, default_device
@@ -113,6 +157,33 @@ def main() -> None:
     print(json.dumps({"lora_tokens_per_s": lora["tokens_per_s"], "full_tokens_per_s": full["tokens_per_s"],
                       "lora_peak_mb": lora["peak_memory_mb"], "full_peak_mb": full["peak_memory_mb"],
                       "lora_over_full_speed": speed, "full_over_lora_memory": saving}))
+
+
+def compare_grouping(args: argparse.Namespace) -> None:
+    from siked.student.models import bf16_supported, default_device
+
+    device = default_device()
+    console.print(f"device {device}, bf16 {bf16_supported(device)}, load average {os.getloadavg()[0]:.2f}")
+    modes = ["random-2x4", *(m for m in args.modes.split(",") if m in GROUPING_MODES and m != "random-2x4")]
+    runs = {}
+    for mode in modes:  # each run printed as it ends, so a cut-short bench keeps its rows
+        runs[mode] = run_worker(mode, args)
+        console.print(f"{mode}: {runs[mode]['tokens_per_s']:,.1f} non-padding tokens/s "
+                      f"({runs[mode]['train_tokens']:,} in {runs[mode]['runtime_s']:.1f} s), "
+                      f"load average {os.getloadavg()[0]:.2f}")
+    table = Table(title=f"LoRA on SmolLM2-135M, mixed-length CoT/L2M/PoT targets: {args.steps} steps x 8 "
+                        f"sequences, max length {args.max_length}")
+    for column in ("run", "non-padding tokens", "seconds", "tokens/s", "vs random-2x4", "peak MiB", "final loss"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    base = runs["random-2x4"]["tokens_per_s"]
+    for mode, r in runs.items():
+        table.add_row(mode, f"{r['train_tokens']:,}", f"{r['runtime_s']:.1f}", f"{r['tokens_per_s']:,.1f}",
+                      f"{r['tokens_per_s'] / base:.2f}x", f"{r['peak_memory_mb']:,.0f}",
+                      f"{r['losses'][-1]:.3f}" if r["losses"] else "-")
+    console.print(table)
+    console.print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(json.dumps({mode: {"tokens_per_s": r["tokens_per_s"], "ratio": r["tokens_per_s"] / base}
+                      for mode, r in runs.items()}))
 
 
 if __name__ == "__main__":

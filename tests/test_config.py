@@ -38,12 +38,23 @@ def test_override_value_is_parsed_as_yaml():
         ("mixing.mode=sometimes", "mixing.mode"),
         ("teacher.samples", "key=value"),
         ("teacher.samples.x=1", "teacher.samples"),
+        ("data.train.templates=[1, 32]", "data.train.templates: Value error, unknown template(s) [32]"),
+        ("data.evaluation=[{name: svamp, split: test, templates: [1]}]",
+         "data.evaluation.0.templates: Value error, only gsm_symbolic has templates"),
     ],
 )
 def test_bad_overrides_name_the_field(override, fragment):
     with pytest.raises(ConfigError) as info:
         load_config(None, [override])
     assert fragment in str(info.value)
+
+
+def test_templates_reach_the_loader_and_the_problems():
+    from siked.data import load_spec
+
+    config = load_config(None, ["data.train.templates=[3, 10]", "data.train.limit=6"])
+    problems = load_spec(config.data.train)
+    assert len(problems) == 6 and {p.meta["template"] for p in problems} == {3, 10}
 
 
 def test_bad_files_name_the_file(tmp_path: Path):
@@ -74,10 +85,17 @@ REPO = Path(__file__).resolve().parents[1]
 def test_sample_mode_defaults_to_the_authors_both_and_the_measured_presets_sample_freely():
     assert SikedConfig().loop.sample_mode == "both"
     assert load_config().loop.sample_mode == "free"
-    for name in ("experiment-gsm8k.yaml", "cpu-gsm8k.yaml"):
+    for name in ("experiment-gsm8k.yaml", "cpu-gsm8k.yaml", "cpu-templates.yaml"):
         config = load_config(REPO / "configs" / name)
         assert config.loop.sample_mode == "free"
         assert config.generation.eval_max_new_tokens == config.generation.max_new_tokens
+
+
+def test_the_template_preset_draws_every_set_from_the_same_honest_templates():
+    config = load_config(REPO / "configs" / "cpu-templates.yaml")
+    assert config.data.train.templates and all(
+        spec.templates == config.data.train.templates for spec in config.data.evaluation)
+    assert len(config.teacher.strategies) == 3  # PoT is correct and honest on every chosen template
 
 
 def test_strategy_granularity_without_forced_samples_is_refused_naming_both_fields():

@@ -418,6 +418,31 @@ def test_gsm_symbolic_default_sizes() -> None:
         load_problems("gsm_symbolic", "test", data_file="x.jsonl")
 
 
+def test_gsm_symbolic_templates_restrict_both_splits_and_keep_them_apart() -> None:
+    import reasoning_gym
+
+    chosen = [0, 3, 10]
+    train = load_problems("gsm_symbolic", "train", limit=90, templates=chosen)
+    test = load_problems("gsm_symbolic", "test", limit=60, templates=chosen)
+    assert len(train) == 90 and len(test) == 60
+    assert {p.meta["template"] for p in train} == {p.meta["template"] for p in test} == set(chosen)
+    assert not {p.question for p in train} & {p.question for p in test}
+    assert load_problems("gsm_symbolic", "train", limit=30, templates=chosen) == train[:30]
+    entries = reasoning_gym.create_dataset("gsm_symbolic", size=train[-1].meta["index"] + 1, seed=0)
+    for problem in train:
+        assert entries.task_indices[problem.meta["index"]] == problem.meta["template"]
+        assert entries[problem.meta["index"]]["question"].startswith(problem.question)
+    unrestricted = load_problems("gsm_symbolic", "train", limit=40)
+    assert all(entries.task_indices[p.meta["index"]] == p.meta["template"] for p in unrestricted[:20])
+
+
+def test_gsm_symbolic_unknown_template_is_an_error() -> None:
+    with pytest.raises(DataError, match=r"unknown template\(s\) \[32, 500\]"):
+        load_problems("gsm_symbolic", "train", limit=3, templates=[1, 32, 500])
+    with pytest.raises(DataError, match="no template"):
+        load_problems("gsm_symbolic", "train", limit=3, templates=[])
+
+
 # --- generic JSONL --------------------------------------------------------------------------
 
 

@@ -272,6 +272,8 @@ def test_trainer_kwargs_reach_sftconfig_and_bad_keys_are_named(tmp_path: Path) -
                                          r"[^\n]*did you mean 'lr_scheduler_type'"),
         ({"learning_rate": 1e-3}, "train.trainer_kwargs.learning_rate: siked sets it from train.learning_rate"),
         ({"output_dir": "/tmp/x"}, "train.trainer_kwargs.output_dir: siked sets it itself"),
+        ({"train_sampling_strategy": "sequential"},
+         "train.trainer_kwargs.train_sampling_strategy: siked sets it from train.group_by_length"),
         ({"lr_scheduler_type": "sideways"}, "train.trainer_kwargs: trl.SFTConfig refuses them"),
     ]:
         config.train.trainer_kwargs = kwargs

@@ -112,6 +112,37 @@ def test_a_coincidental_value_with_another_unit_stays_a_literal():
     )
 
 
+def test_half_times_a_number_is_a_step_so_the_program_halves():
+    dax = toy(
+        "Dax found half as many grasshoppers as beetles in the plot. If there were 188 beetles, calculate "
+        "the total number of insects in the plot.",
+        "If there were 188 beetles, the total number of grasshoppers in the plot is half * 188 beetles = 94 "
+        "grasshoppers\nThe total number of insects in the plot is 94 grasshoppers + 188 beetles = 282 insects",
+        282,
+    )
+    assert [render(s.items) for s in written_steps(dax.solution)] == ["0.5 * 188", "94 + 188"]
+    assert reference_pot(dax) == (
+        "total_number_grasshoppers_in = 0.5 * 188\nanswer = total_number_grasshoppers_in + 188"
+    )
+    assert written_steps("She is half happy and half = 3") == []  # a word alone is no number
+
+
+def test_a_plain_number_computed_from_a_percentage_refers_to_its_step():
+    smith = toy(
+        "In Mr. Smith's class of 100 students, 80% of the class are basketball players. Out of the "
+        "remaining class, 75% of the students are choir members. How many students are leaving early?",
+        "80% of the 100 student class are basketball players so that's 0.8*100 = 80 students\n"
+        "There are 100 students and 80 are basketball players so that leaves 100-80 = 20 students\n"
+        "75% of the remaining 20 students are choir members so that's 0.75*20 = 15 students\n"
+        "80 students are basketball players and 15 are choir members so 80+15 = 95 students will leave",
+        95,
+    )
+    assert reference_pot(smith) == (
+        "students = 0.8 * 100\nstudents_2 = 100 - students\nstudents_3 = 0.75 * students_2\n"
+        "answer = students + students_3"
+    )
+
+
 def test_the_last_step_reaching_the_gold_is_the_answer_and_later_steps_are_dropped():
     steps = written_steps("A = 2 + 3 = 5 apples\nB = 5 * 4 = 20 apples\nCheck: 20 - 1 = 19")
     assert program(steps, 20, "Some question?") == "apples = 2 + 3\nanswer = apples * 4"

@@ -10,8 +10,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from siked.data import gsm_symbolic
+from siked.data.common import DataError
 from siked.errors import SikedError
 from siked.registry import TEACHER_BACKENDS
 
@@ -30,6 +40,22 @@ class DatasetSpec(Section):
     """Raw file of the original release (or a local hub snapshot); None loads from the hub."""
     limit: int | None = Field(default=None, ge=1)
     """Keep only the first N problems."""
+    templates: list[int] | None = None
+    """gsm_symbolic only: draw only from these reasoning-gym templates (e.g. [0, 3, 10]); give the
+    same list to train and evaluation sets so both come from one distribution. None: all templates."""
+
+    @field_validator("templates")
+    @classmethod
+    def _known_templates(cls, templates: list[int] | None, info: ValidationInfo) -> list[int] | None:
+        if templates is None:
+            return None
+        if info.data.get("name") != "gsm_symbolic":
+            raise ValueError(f"only gsm_symbolic has templates, not {info.data.get('name')!r}")
+        try:
+            gsm_symbolic.check_templates(templates)
+        except DataError as exc:
+            raise ValueError(str(exc).removeprefix("gsm_symbolic templates: ")) from None
+        return templates
 
 
 class DataConfig(Section):
@@ -166,6 +192,10 @@ class TrainConfig(Section):
     warmup_steps: int = Field(default=5, ge=0)
     weight_decay: float = Field(default=0.01, ge=0)
     max_length: int = Field(default=1024, ge=16)
+    group_by_length: bool = True
+    """Batch examples of similar token length together (transformers' length-grouped sampler: random
+    groups of 50 batches, sorted by length inside), so that little of each batch is padding; the
+    examples and their losses are the same, only their order changes. False: uniformly random order."""
     bf16: bool | None = None
     """None: bf16 where the hardware supports it (an Ampere+ GPU, a CPU with AVX512-BF16/AMX)."""
     gradient_checkpointing: bool = False

@@ -169,7 +169,8 @@ def load_problems(
 
 def load_spec(spec: DatasetSpec) -> list[Problem]:
     """Load a config's dataset entry (`data.train`, each of `data.evaluation`)."""
-    return load_problems(spec.name, spec.split, spec.file, spec.limit)
+    options = {} if spec.templates is None else {"templates": spec.templates}
+    return load_problems(spec.name, spec.split, spec.file, spec.limit, **options)
 
 
 def _check_unique_ids(problems: list[Problem]) -> None:

@@ -11,11 +11,17 @@ gaps). `solution` is `metadata.answer_cot` without its `#### N` line; the gold i
 `metadata.answer_value`. The boilerplate suffix "Give the result as your final answer. Do not
 include units." is removed from questions (recorded in `meta["instruction"]`) unless
 `keep_instruction=True`.
+
+`templates` restricts both splits to some of reasoning-gym's generators (item i's template is
+`task_indices[i]` of the seeded dataset; `TEMPLATES` lists the usable ones); ids keep the item
+index, `meta["template"]` records the template. With templates, `train_horizon` counts the train
+items of those templates, so test still drops every question among the first ones train can use.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +43,7 @@ def load(
     seed: int = 0,
     keep_instruction: bool = False,
     train_horizon: int = TRAIN_HORIZON,
+    templates: Sequence[int] | None = None,
 ) -> list[Problem]:
     if data_file is not None:
         raise DataError(
@@ -44,49 +51,72 @@ def load(
         )
     if split not in DEFAULT_SIZES:
         raise DataError(f"gsm_symbolic has splits {', '.join(DEFAULT_SIZES)}, not {split!r}")
+    chosen = check_templates(templates)
     wanted = DEFAULT_SIZES[split] if limit is None else limit
     excluded: set[str] = set()
     if split == "test":
-        excluded = {
-            entry["question"]
-            for _, entry in _entries(seed + SPLIT_SEED_OFFSETS["train"], train_horizon)
-        }
+        train_items = _entries(seed + SPLIT_SEED_OFFSETS["train"], chosen)
+        excluded = {entry["question"] for _, _, entry in islice(train_items, train_horizon)}
     split_seed = seed + SPLIT_SEED_OFFSETS[split]
     problems: list[Problem] = []
     seen = set(excluded)
-    generated = 0
-    while len(problems) < wanted:
-        count = max(2 * generated, wanted + wanted // 10 + 16)
-        if generated > 20 * wanted + 10_000:
+    for examined, (index, template, entry) in enumerate(_entries(split_seed, chosen)):
+        if len(problems) == wanted:
+            break
+        if examined > 20 * wanted + 10_000:
             raise DataError(
-                f"gsm_symbolic {split}: only {len(problems)} distinct questions in {generated} items"
+                f"gsm_symbolic {split}: only {len(problems)} distinct questions in {examined} items"
             )
-        for index, entry in _entries(split_seed, count, start=generated):
-            if entry["question"] in seen:
-                continue
-            seen.add(entry["question"])
-            problems.append(_problem(split, index, entry, split_seed, keep_instruction))
-            if len(problems) == wanted:
-                break
-        generated = count
+        if entry["question"] in seen:
+            continue
+        seen.add(entry["question"])
+        problems.append(_problem(split, index, template, entry, split_seed, keep_instruction))
     return problems
 
 
-def _entries(seed: int, count: int, start: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(index, entry) for items start..count-1 of the seeded reasoning-gym dataset."""
+def known_templates() -> tuple[int, ...]:
+    """The templates reasoning-gym draws from (its generators that it marks as working)."""
+    from reasoning_gym.arithmetic.gsm_symbolic.gsm_symbolic import tasks_ok
+
+    return tuple(sorted(tasks_ok))
+
+
+def check_templates(templates: Sequence[int] | None) -> frozenset[int] | None:
+    """The chosen templates as a set (None: all); an unknown or empty choice is a DataError."""
+    if templates is None:
+        return None
+    known = known_templates()
+    unknown = sorted(set(templates) - set(known))
+    if unknown or not templates:
+        what = f"unknown template(s) {unknown}" if unknown else "no template"
+        raise DataError(f"gsm_symbolic templates: {what}; known: {known[0]}..{known[-1]} except "
+                        f"{sorted(set(range(known[0], known[-1] + 1)) - set(known))}")
+    return frozenset(templates)
+
+
+def _entries(seed: int, templates: frozenset[int] | None) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(index, template, entry) for the items of the seeded dataset in the chosen templates, endless.
+
+    reasoning-gym draws item i's template from `Random(seed)` in order and seeds the item with
+    `seed + i`, so a larger dataset keeps the items of a smaller one."""
     import reasoning_gym
 
-    dataset = reasoning_gym.create_dataset(TASK, size=count, seed=seed)
-    for index in range(start, count):
-        yield index, dataset[index]
+    start, count = 0, 1024
+    while True:
+        dataset = reasoning_gym.create_dataset(TASK, size=count, seed=seed)
+        for index in range(start, count):
+            template = dataset.task_indices[index]
+            if templates is None or template in templates:
+                yield index, template, dataset[index]
+        start, count = count, 2 * count
 
 
 def _problem(
-    split: str, index: int, entry: dict[str, Any], split_seed: int, keep_instruction: bool
+    split: str, index: int, template: int, entry: dict[str, Any], split_seed: int, keep_instruction: bool
 ) -> Problem:
     metadata = entry["metadata"]
     question = entry["question"].strip()
-    meta: dict[str, Any] = {"seed": split_seed, "index": index}
+    meta: dict[str, Any] = {"seed": split_seed, "index": index, "template": template}
     if not keep_instruction and question.endswith(INSTRUCTION):
         question = question[: -len(INSTRUCTION)].rstrip()
         meta["instruction"] = INSTRUCTION

@@ -31,6 +31,7 @@ def sft_config(out_dir: Path, train_cfg: TrainConfig, **overrides: Any) -> Any:
     fields = {f.name for f in dataclasses.fields(SFTConfig)}
     checkpointing = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
     settings = dict(
+        **_sampling(train_cfg, fields),
         output_dir=str(out_dir / "checkpoints"),
         learning_rate=train_cfg.learning_rate,
         num_train_epochs=train_cfg.epochs,
@@ -65,6 +66,13 @@ def sft_config(out_dir: Path, train_cfg: TrainConfig, **overrides: Any) -> Any:
         raise ConfigError(f"train.trainer_kwargs: trl.SFTConfig refuses them: {exc}") from None
 
 
+def _sampling(train_cfg: TrainConfig, fields: set[str]) -> dict[str, Any]:
+    """The order of training examples; transformers 5 replaced `group_by_length` by a strategy name."""
+    if "train_sampling_strategy" in fields:
+        return {"train_sampling_strategy": "group_by_length" if train_cfg.group_by_length else "random"}
+    return {"group_by_length": train_cfg.group_by_length}
+
+
 MANAGED_FIELDS = {
     "output_dir": None, "learning_rate": "train.learning_rate", "num_train_epochs": "train.epochs",
     "max_steps": "train.max_steps", "per_device_train_batch_size": "train.per_device_batch_size",
@@ -74,6 +82,7 @@ MANAGED_FIELDS = {
     "activation_checkpointing": "train.gradient_checkpointing", "logging_steps": "train.logging_steps",
     "save_steps": "train.save_steps", "save_total_limit": "train.save_total_limit", "seed": "train.seed",
     "data_seed": "train.seed", "report_to": "tracking.report_to",
+    "train_sampling_strategy": "train.group_by_length", "group_by_length": "train.group_by_length",
 }
 """SFTConfig fields siked sets from a config field (None: from the output directory)."""
 

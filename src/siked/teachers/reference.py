@@ -118,7 +118,7 @@ def program(steps: Sequence[Step], gold: float, question: str) -> str | None:
     )
     if target is None:
         return None
-    given = question_numbers(question)
+    given = question_numbers(question, plain_only=True)
     earlier: list[tuple[Step, str]] = []
     used: set[str] = set()
     lines = []
@@ -136,8 +136,9 @@ def program(steps: Sequence[Step], gold: float, question: str) -> str | None:
 def _term(item: Token, step: Step, earlier: list[tuple[Step, str]], given: list[float]) -> str:
     """A number as the variable of the latest earlier step with its value, else as a literal.
 
-    A number given in the question stays a literal, and so does one whose written unit differs
-    from the earlier result's (`12 months/year` is not the `12 days/month` computed before)."""
+    A number given in the question stays a literal (a plain `80` is not the question's `80%`: it
+    is what an earlier step computed from it), and so does one whose written unit differs from the
+    earlier result's (`12 months/year` is not the `12 days/month` computed before)."""
     if item.kind != "num":
         return operator_text(item)
     if item.percent or any(close(item.value, number) for number in given):

@@ -35,6 +35,7 @@ _TOKEN = re.compile(
 _OP_TEXT = {"×": "*", "·": "*", "÷": "/", "^": "**", "−": "-", "–": "-", "x": "*", "X": "*"}
 _BOUNDARY = {".", ",", ";", ":", "?", "!"}
 _COPULAS = {"is", "are", "was", "were", "equals"}
+_NUMBER_WORDS = {"half": "0.5", "twice": "2", "double": "2", "triple": "3", "quarter": "0.25"}
 _NAME_STOPWORDS = {
     "the", "a", "an", "of", "his", "her", "their", "its", "to", "be", "is", "are", "was", "were",
     "that", "this", "these", "those", "so", "then", "thus", "and", "in", "for", "on", "at", "by",
@@ -92,7 +93,18 @@ class Step:
 
 def tokenize(text: str) -> list[Token]:
     tokens = [Token(m.lastgroup or "punct", m.group(), m.start(), m.end()) for m in _TOKEN.finditer(text)]
-    return [_as_times(tokens, i) for i in range(len(tokens))]
+    tokens = [_as_times(tokens, i) for i in range(len(tokens))]
+    return [_number_word(tokens, i) for i in range(len(tokens))]
+
+
+def _number_word(tokens: list[Token], i: int) -> Token:
+    """`half * 188 = 94`: a number word directly before a multiplication is that number."""
+    token = tokens[i]
+    value = _NUMBER_WORDS.get(token.text.lower()) if token.kind == "word" else None
+    after = tokens[i + 1] if i + 1 < len(tokens) else None
+    if value is None or after is None or after.kind != "op" or operator_text(after) != "*":
+        return token
+    return Token("num", value, token.start, token.end)
 
 
 def _as_times(tokens: list[Token], i: int) -> Token:
@@ -333,5 +345,6 @@ def _copula_subject(before: list[Token]) -> tuple[list[str], str | None]:
     return words, before[-1].text.lower()
 
 
-def question_numbers(question: str) -> list[float]:
-    return [token.value for token in tokenize(question) if token.kind == "num"]
+def question_numbers(question: str, plain_only: bool = False) -> list[float]:
+    """The numbers written in the question; with `plain_only`, not those written as `N%`."""
+    return [t.value for t in tokenize(question) if t.kind == "num" and not (plain_only and t.percent)]

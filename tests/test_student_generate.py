@@ -179,6 +179,7 @@ def test_vllm_backend_settings_without_a_gpu(tmp_path: Path) -> None:
     assert "enable_lora" not in engine_kwargs(StudentSource(spec="x", base="/models/base"), cfg)
     on_cpu = engine_kwargs(StudentSource(spec="x", base="/models/base"), cfg.model_copy(update={"dtype": "auto"}), gpu=False)
     assert "gpu_memory_utilization" not in on_cpu and on_cpu["enforce_eager"] is True
+    assert on_cpu["enable_chunked_prefill"] is False and "enable_chunked_prefill" not in with_adapter
     assert on_cpu["dtype"] == str(resolve_dtype("auto", "cpu")).removeprefix("torch.")  # as hf decides
     assert _shards(list("abcdefg"), 3) == [(0, 3), (3, 5), (5, 7)]
     assert _shards(list("a"), 2) == [(0, 1), (1, 1)]

@@ -107,6 +107,15 @@ def test_n_samples_per_prompt_are_seeded(base: StudentSource, base_engine: VLLMB
     assert [[c.text for c in o] for o in reseeded] != texts
 
 
+def test_seeded_samples_of_more_prompts_than_one_step_prefills(base: StudentSource, base_engine: VLLMBackend) -> None:
+    """Regression: a batch whose prompts outgrow one step's token budget was prefilled in chunks, and the
+    CPU engine died rewinding the seeded requests' generators (siked's embedded run: 33 questions x 2)."""
+    many = [build_prompt(f"{q} Then add {i} more.", "free", "alpaca") for i in range(24) for q in QUESTIONS]
+    outputs = run_engine(base_engine.llm, base, config(max_new_tokens=4), many, 2, False, base_engine.stops)
+    assert [len(o) for o in outputs] == [2] * len(many)
+    assert all(c.num_tokens > 0 for o in outputs for c in o)
+
+
 def test_stop_strings_end_the_completion(base: StudentSource, base_engine: VLLMBackend) -> None:
     full = [o[0].text for o in base_engine.complete(prompts(), samples=1, greedy=True)]
     word = next(w for w in full[0].split() if len(w) > 3)

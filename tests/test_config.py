@@ -128,3 +128,11 @@ def test_paper_preset_follows_the_authors_settings():
     assert config.train.per_device_batch_size * config.train.gradient_accumulation_steps == 8
     assert config.train.init == "previous"
     assert config.loop.sample_mode == "both" and config.data.validation_fraction == 0.1
+
+
+def test_another_training_dataset_drops_the_embedded_defaults_templates() -> None:
+    config = load_config(None, ["data.train.name=jsonl", "data.train.file=mine.jsonl"])
+    assert config.data.train.name == "jsonl" and config.data.train.templates is None
+    assert load_config(None, []).data.train.templates  # the default draws from chosen templates
+    kept = load_config(None, ["data.train.name=gsm_symbolic", "data.train.limit=8"]).data.train
+    assert kept.templates == load_config(None, []).data.train.templates

@@ -248,7 +248,7 @@ def teach(
     spec_update: dict = {}
     if data_spec is not None:
         name, split = parse_data_spec(data_spec)
-        spec_update.update(name=name, split=split, file=None, limit=None)
+        spec_update.update(name=name, split=split, file=None, limit=None, templates=None)
     if data_file is not None:
         spec_update["file"] = data_file
     if limit is not None:

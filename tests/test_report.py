@@ -331,3 +331,25 @@ def test_run_without_validation_names_its_rule_and_fallbacks(tmp_path):
     assert "validation results" not in markdown  # none was planned: nothing is missing
     training = section(markdown, "Training data per iteration")
     assert "Fallback to teacher data: Iteration 1: iteration 1: teacher data" in training
+
+
+def test_first_screen_says_in_one_sentence_what_happened(full_report):
+    _, markdown, html = full_report
+    run_section = section(markdown, "Run")
+    first_paragraph = run_section.strip().split("\n\n")[0]
+    assert first_paragraph == (
+        "Over 3 iteration(s), α (the teacher's share of the training mix) went 1.00 → 0.55 → 0.40, "
+        "the student solved 42.0% → 44.0% → 46.0% of its training questions in its own samples and "
+        f"`{TEST_SET}` accuracy went 28.1% → 40.6% → 43.8%; validation chose iteration 2."
+    )
+    assert "1.00 → 0.55 → 0.40" in html
+
+
+def test_summary_marks_what_an_iteration_lacks(tmp_path):
+    metrics = full_metrics()
+    del metrics["iterations"][2]["student"]
+    del metrics["iterations"][1]["eval"][TEST_SET]
+    md_path, _ = write_report(make_run(tmp_path, metrics))
+    first_paragraph = section(md_path.read_text(encoding="utf-8"), "Run").strip().split("\n\n")[0]
+    assert "42.0% → 44.0% → —" in first_paragraph
+    assert "28.1% → — → 43.8%" in first_paragraph

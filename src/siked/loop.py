@@ -47,7 +47,7 @@ from siked.metrics import (
 )
 from siked.mixing import correct_solutions, mix, select_teacher
 from siked.records import Problem, Solution, Verdict
-from siked.rundir import RunDir, now
+from siked.rundir import RunDir, eval_file, file_key, now
 from siked.stages import StageRequest, run_stage
 from siked.student.models import PRUNED, disk_bytes, prune_merged
 from siked.student.trainer_args import check_trainer_kwargs
@@ -71,10 +71,6 @@ class Datasets:
 
 def spec_key(spec: DatasetSpec) -> str:
     return f"{spec.name}:{spec.split}"
-
-
-def file_key(key: str) -> str:
-    return key.replace(":", "-").replace("/", "_")
 
 
 class Loop:
@@ -190,7 +186,7 @@ class Loop:
 
     def evaluate(self, name: str, model_dir: Path, data: Datasets) -> EvalInfo:
         """Greedy decoding of every evaluation set (validation first), the student choosing its strategy."""
-        sets = {key: {"problems": str(data.paths[key]), "out": str(self.path(name, "eval", f"{file_key(key)}.jsonl"))}
+        sets = {key: {"problems": str(data.paths[key]), "out": str(eval_file(self.path(name), key))}
                 for key, problems in data.eval_sets().items() if problems}
         return self.heavy(f"{name}/eval", EvalInfo, "evaluate", {"model": str(model_dir), "name": name, "sets": sets})
 
@@ -386,7 +382,7 @@ class Loop:
         optional = {"routing": json.loads(routing_path.read_text(encoding="utf-8"))} if routing_path.exists() else {}
         return new_metrics(
             run=RunInfo(
-                out=str(self.run.path), method=self.config.loop.method,
+                out=str(self.run.path), method=self.config.loop.method, seed=self.config.seed,
                 teacher_backend=self.config.teacher.backend,
                 reference_solutions=self.config.teacher.backend == "reference",
                 student_model=self.config.student.model, mixing=self.config.mixing.model_dump(mode="json"),

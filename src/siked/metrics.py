@@ -265,6 +265,7 @@ class Baseline(Record):
 class RunInfo(Record):
     out: str | None = None
     method: str | None = None
+    seed: int | None = None
     teacher_backend: str | None = None
     reference_solutions: bool | None = None
     """True: the teacher data are the datasets' own worked solutions, not an LLM's."""

@@ -64,3 +64,9 @@ class Verdict(BaseModel):
     """Why the status is not `ok`: the error message, the rule that failed, ..."""
     truncated: bool = False
     """The graded output was cut by the generation token limit."""
+
+
+class GradedSolution(Solution):
+    """One line of an evaluation file (`iter<k>/eval/<set>.jsonl`): a solution with its verdict."""
+
+    verdict: Verdict

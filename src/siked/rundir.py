@@ -31,6 +31,16 @@ class RunDirError(SikedError, RuntimeError):
     """The run directory cannot be used as asked; the message says why and what to do."""
 
 
+def file_key(key: str) -> str:
+    """A dataset key (`gsm8k:test`, `validation`) as a file name."""
+    return key.replace(":", "-").replace("/", "_")
+
+
+def eval_file(model_folder: Path, key: str) -> Path:
+    """Where a model folder (`iter2`, `baselines/combined`) keeps its graded outputs on one evaluation set."""
+    return model_folder / "eval" / f"{file_key(key)}.jsonl"
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

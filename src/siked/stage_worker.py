@@ -33,7 +33,7 @@ from siked.metrics import (
     TeacherInfo,
     TrainInfo,
 )
-from siked.records import Problem, Solution
+from siked.records import GradedSolution, Problem, Solution
 from siked.registry import Registry
 from siked.stages import ERROR, PARENT_ENV, RESULT, StageError, StageRequest, write_result
 
@@ -110,7 +110,7 @@ def evaluate_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> t
             if not problems:
                 continue
             solutions, verdicts = decode_and_grade(student, problems, config, grade, greedy=True, console=console)
-            write_jsonl(Path(paths["out"]), [{**s.model_dump(mode="json"), "verdict": v.model_dump(mode="json")}
+            write_jsonl(Path(paths["out"]), [GradedSolution(**s.model_dump(), verdict=v)
                                              for s, v in zip(solutions, verdicts, strict=True)])
             outputs.append(str(paths["out"]))
             summaries[key] = EvalResult.read(summarize(verdicts))

@@ -1,12 +1,14 @@
-"""Several runs side by side (`siked compare`): accuracy with 95% Wilson intervals, strategy choices."""
+"""Several runs side by side (`siked compare`): accuracy with 95% Wilson intervals, strategy choices,
+and, where several runs (seeds) hold the same models, their mean and paired differences."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from siked.evaluation import distribution_from_counts, wilson_interval
-from siked.metrics import EvalResult, Metrics, TrainStats, load_metrics
+from siked.metrics import VALIDATION, EvalResult, Metrics, TrainStats, load_metrics
 from siked.report.document import BEST_MARK, MISSING, fmt_num, fmt_pct, fmt_score
+from siked.report.seeds import seeds_section
 from siked.report.view import dataset_names, ordered_strategies
 
 
@@ -68,5 +70,56 @@ def compare_runs(run_dirs: list[Path]) -> str:
                                     for n in names) + " |")
     note = (f"{BEST_MARK}: the iteration chosen on validation. Accuracy cells: share correct, "
             "(correct/total), [95% Wilson interval].")
-    return "\n".join(["## Accuracy", "", *accuracy, "", note, "", "## Strategy choices", "", *choices, ""])
+    iterations = iteration_rows(loaded)
+    routing = routing_rows(loaded)
+    over_seeds = seeds_section([(Path(d), metrics) for d, (_, metrics) in zip(run_dirs, loaded, strict=True)], names)
+    return "\n".join(["## Accuracy", "", *accuracy, "", note, "", "## Strategy choices", "", *choices, "",
+                      "## Per iteration", "", *iterations, "", *routing, *([over_seeds] if over_seeds else [])])
+
+
+def iteration_rows(loaded: list[tuple[str, Metrics]]) -> list[str]:
+    """α, the student's solved share and the strategy mixes of every iteration (the paper's Figure 2 in
+    numbers: KL(train ‖ student) compares the training mix with the student's choices on validation)."""
+    rows = ["| run | iteration | α | teacher + student examples | teacher data | training mix | "
+            "student samples | questions solved in samples | KL(train ‖ student) | per strategy on "
+            "the first test set (chosen: correct/total) |", "|" + "---|" * 10]
+    for label, metrics in loaded:
+        teacher = fmt_distribution(distribution_from_counts(metrics.teacher.strategy_counts)) if metrics.teacher \
+            else MISSING
+        tests = [name for name in dataset_names(metrics) if name != VALIDATION]
+        for it in metrics.iterations:
+            train = it.train or TrainStats()
+            student = it.student
+            solved = f"{student.solved_questions}/{student.questions}" if student and student.questions else MISSING
+            samples = fmt_distribution(distribution_from_counts(student.strategy_counts)) if student else MISSING
+            per_strategy = MISSING
+            if tests and tests[0] in it.eval:
+                result = it.eval[tests[0]]
+                per_strategy = " · ".join(f"{name} {score.correct}/{score.total}"
+                                          for name, score in sorted(result.by_strategy.items()))
+            rows.append(f"| {label} | {it.iteration} | {fmt_num(train.alpha)} | {fmt_num(train.teacher_count)} + "
+                        f"{fmt_num(train.student_count)} | {teacher} | "
+                        f"{fmt_distribution(distribution_from_counts(train.strategy_counts))} | {samples} | {solved} | "
+                        f"{fmt_num(it.kl_train_student, 3)} | {per_strategy or MISSING} |")
+    return rows
+
+
+def routing_rows(loaded: list[tuple[str, Metrics]]) -> list[str]:
+    """Forced-strategy accuracy and the oracle bound of each run's chosen iteration (`loop.routing`)."""
+    rows = []
+    for label, metrics in loaded:
+        best, _ = metrics.best()
+        for name, result in metrics.routing.items():
+            actual = best.eval.get(name) if best else None
+            forced = " · ".join(f"{s} {fmt_pct(result.forced_accuracy[s])}"
+                                for s in ordered_strategies(result.forced_accuracy))
+            rows.append(f"| {label} | {best.iteration if best else MISSING} | {name} | {fmt_score(actual)} | "
+                        f"{forced or MISSING} | {fmt_pct(result.best_single_accuracy)} | "
+                        f"{fmt_pct(result.oracle_accuracy)} |")
+    if not rows:
+        return []
+    return ["## Routing", "", "The chosen iteration decoding every question with each strategy forced; oracle: the "
+            "best strategy per question (an upper bound for the student's choice).", "",
+            "| run | iteration | dataset | own choice | forced | best single | oracle |", "|" + "---|" * 7,
+            *rows, ""]
 

@@ -136,3 +136,16 @@ def test_another_training_dataset_drops_the_embedded_defaults_templates() -> Non
     assert load_config(None, []).data.train.templates  # the default draws from chosen templates
     kept = load_config(None, ["data.train.name=gsm_symbolic", "data.train.limit=8"]).data.train
     assert kept.templates == load_config(None, []).data.train.templates
+
+
+def test_the_run_seed_seeds_training_sampling_and_the_teacher_unless_a_section_sets_its_own(tmp_path: Path):
+    config = load_config(None, ["seed=3"])
+    assert (config.train.seed, config.generation.seed, config.teacher.seed) == (3, 3, 3)
+    config = load_config(None, ["seed=3", "train.seed=7"])
+    assert (config.train.seed, config.generation.seed, config.teacher.seed) == (7, 3, 3)
+    assert load_config(None).train.seed == 0
+    # the resolved config (what a run directory keeps) reproduces every section's seed
+    path = tmp_path / "resolved.yaml"
+    path.write_text(dump_config(config))
+    assert load_config(path).model_dump() == config.model_dump()
+    assert load_config(path, ["seed=4"]).train.seed == 7  # written out, the section's own seed stays

@@ -317,10 +317,17 @@ class TrackingConfig(Section):
         return value
 
 
+SEEDED_SECTIONS = ("teacher", "train", "generation")
+"""Sections whose `seed` defaults to the run's `seed`."""
+
+
 class SikedConfig(Section):
     out: Path = Path("runs/default")
     """Run directory: every stage's artifacts, the manifest, the report."""
     seed: int = 0
+    """The run's seed: training (LoRA initialisation, data order), the student's sampling and an LLM
+    teacher's requests. `train.seed`, `generation.seed` or `teacher.seed`, where given, override it
+    for their stage; otherwise they take this value."""
     data: DataConfig = DataConfig()
     sandbox: SandboxConfig = SandboxConfig()
     grading: GradingConfig = GradingConfig()
@@ -331,6 +338,14 @@ class SikedConfig(Section):
     mixing: MixingConfig = MixingConfig()
     loop: LoopConfig = LoopConfig()
     tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _sections_take_the_run_seed(self) -> SikedConfig:
+        for name in SEEDED_SECTIONS:
+            section = getattr(self, name)
+            if "seed" not in section.model_fields_set:
+                section.seed = self.seed
+        return self
 
     @model_validator(mode="after")
     def _strategy_mixing_needs_forced_samples(self) -> SikedConfig:
@@ -406,6 +421,8 @@ def _one_line(exc: Exception) -> str:
 def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> SikedConfig:
     """Read a YAML config (or the embedded default when `path` is None) and apply overrides."""
     tree: dict[str, Any] = SikedConfig().model_dump(mode="json")
+    for section in SEEDED_SECTIONS:  # unset unless the file or an override gives them: they take `seed`
+        del tree[section]["seed"]
     origin = "embedded default"
     if path is None:
         _merge(tree, yaml.safe_load(EMBEDDED_DEFAULT.read_text(encoding="utf-8")))

@@ -3,13 +3,13 @@
 import re
 
 import pytest
-from test_report import TEST_SET, full_metrics, make_run
 
 from siked.io import write_jsonl
 from siked.records import GradedSolution, Verdict
 from siked.report import compare_runs
 from siked.report.seeds import bootstrap_interval
 from siked.rundir import eval_file
+from test_report import TEST_SET, full_metrics, make_run
 
 QUESTIONS = [f"q{i}" for i in range(10)]
 

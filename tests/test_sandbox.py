@@ -678,6 +678,7 @@ from siked.sandbox import SandboxPool
 pool = SandboxPool(workers=2).start()
 assert pool.run("answer = 1").answer == "1"
 print(pool._base_dir, flush=True)
+sys.stdin.readline()  # the test looks at the workers before this process goes away
 if sys.argv[1] == "hang":
     pool.run("while True: pass", timeout_s=600)
 """
@@ -686,9 +687,10 @@ if sys.argv[1] == "hang":
 @pytest.mark.parametrize("how", ["exit-without-close", "sigkill-while-busy"])
 def test_the_caller_going_away_leaves_no_process_behind(how):
     caller = subprocess.Popen([sys.executable, "-c", CALLER, "exit" if how.startswith("exit") else "hang"],
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     base_dir = caller.stdout.readline().strip()
     assert base_dir and processes_with(base_dir)
+    caller.stdin.close()
     if how.startswith("sigkill"):
         time.sleep(0.3)
         caller.kill()

@@ -77,6 +77,8 @@ GROUPING_MODES = {
     "random-2x4": {"group_by_length": False},
     "grouped-2x4": {"group_by_length": True},
     "grouped-8x1": {"group_by_length": True, "per_device_batch_size": 8, "gradient_accumulation_steps": 1},
+    "packed-2x4": {"padding_free": True},
+    "packed-8x1": {"padding_free": True, "per_device_batch_size": 8, "gradient_accumulation_steps": 1},
 }
 
 
@@ -90,7 +92,7 @@ def worker(mode: str, args: argparse.Namespace) -> None:
         siked.student.train.keep_freed_memory = lambda: False
     cfg = SikedConfig()
     update = {"full_finetune": mode == "full", "max_length": args.max_length, "save_steps": 10_000,
-              "group_by_length": False, **GROUPING_MODES.get(mode, {})}
+              "group_by_length": False, "padding_free": False, **GROUPING_MODES.get(mode, {})}
     cfg.train = cfg.train.model_copy(update=update)
     examples = mixed_length_examples(args.examples) if mode in GROUPING_MODES else training_examples(args.examples)
     with tempfile.TemporaryDirectory(prefix=f"siked-bench-{mode}-") as out:

@@ -35,17 +35,20 @@ def test_the_option_reaches_the_trainer_arguments(tmp_path: Path) -> None:
     assert sft_config(tmp_path, config.train).train_sampling_strategy == "random"
 
 
-def _batches(grouped: bool, model, tokenizer, examples, tmp_path: Path) -> list[dict]:
+def _batches(grouped: bool, model, tokenizer, examples, tmp_path: Path, padding_free: bool = False) -> list[dict]:
     from datasets import Dataset
     from trl import SFTTrainer
 
-    from siked.student.train import sft_records
+    from siked.student.train import sft_records, truncated
 
     config = SikedConfig()
-    config.train = config.train.model_copy(update={"group_by_length": grouped, "bf16": False, "max_length": 320})
+    config.train = config.train.model_copy(
+        update={"group_by_length": grouped, "padding_free": padding_free, "bf16": False, "max_length": 320})
     args = sft_config(tmp_path / str(grouped), config.train)
     dataset = Dataset.from_list(sft_records(examples, config.student.prompt_style, tokenizer))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+    if padding_free:  # as train_student does
+        trainer.train_dataset = truncated(trainer.train_dataset, config.train.max_length)
     return list(trainer.get_train_dataloader())
 
 

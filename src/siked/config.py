@@ -196,6 +196,17 @@ class TrainConfig(Section):
     """Batch examples of similar token length together (transformers' length-grouped sampler: random
     groups of 50 batches, sorted by length inside), so that little of each batch is padding; the
     examples and their losses are the same, only their order changes. False: uniformly random order."""
+    padding_free: bool = False
+    """Concatenate each micro-batch into one row whose position ids restart at every example, instead
+    of padding it (TRL's `padding_free`): no compute on padding, same batches and losses. Attention
+    stays inside each example: transformers builds block-diagonal masks from the position ids
+    (tests/test_train_padding_free.py checks it on the installed versions). With sdpa or eager
+    attention the masked-out blocks are still computed: on 2 CPU cores it measured slower than
+    length-grouped padded batches (bench/training.py); with flash_attention_2 (GPUs) TRL's sequence
+    boundaries let the kernel skip them."""
+    attn_implementation: str | None = None
+    """Attention kernel of the trained model (transformers' `attn_implementation`): None = its default
+    (sdpa); e.g. flash_attention_2 on a GPU with flash-attn installed, eager."""
     bf16: bool | None = None
     """None: bf16 where the hardware supports it (an Ampere+ GPU, a CPU with AVX512-BF16/AMX)."""
     gradient_checkpointing: bool = False

@@ -69,6 +69,8 @@ OPERATIONAL_FIELDS: tuple[str, ...] = (
     "train.save_total_limit",
     "train.resume",
     "train.gradient_checkpointing",
+    "train.padding_free",
+    "train.attn_implementation",
     "train.launcher.main_process_port",
     "loop.report",
     "loop.stage_processes",

@@ -63,7 +63,8 @@ class TrainDataError(SikedError, ValueError):
 
 FINGERPRINT = "train_fingerprint.json"
 """What the checkpoints in an output directory were trained from (data, previous, settings)."""
-OPERATIONAL_TRAIN_FIELDS = ("logging_steps", "save_steps", "save_total_limit", "resume", "gradient_checkpointing")
+OPERATIONAL_TRAIN_FIELDS = ("logging_steps", "save_steps", "save_total_limit", "resume", "gradient_checkpointing",
+                            "padding_free", "attn_implementation")
 """`train` fields that do not change the trained weights: they may differ when resuming."""
 
 
@@ -187,6 +188,25 @@ def sft_records(examples: Sequence[TrainExample], prompt_style: str, tokenizer: 
         }
         for ex in examples
     ]
+
+
+def truncated(dataset: Any, max_length: int) -> Any:
+    """TRL's tokenized dataset as TRL prepares it when it pads, which it does not when `padding_free`
+    is set: every per-token column cut to `max_length`, and the examples left without a completion
+    token (a prompt alone filling `max_length`) dropped, as they carry no loss."""
+    def cut(row: dict[str, Any]) -> dict[str, Any]:
+        length = len(row["input_ids"])
+        return {key: value[:max_length] for key, value in row.items()
+                if isinstance(value, list) and len(value) == length}
+
+    def has_target(row: dict[str, Any]) -> bool:
+        if "labels" in row:
+            return any(label != -100 for label in row["labels"])
+        return "completion_mask" not in row or any(row["completion_mask"])
+
+    if max(len(ids) for ids in dataset["input_ids"]) <= max_length:
+        return dataset
+    return dataset.map(cut, desc="Truncating train dataset").filter(has_target, desc="Dropping examples cut to their prompt")
 
 
 def train_fingerprint(
@@ -324,9 +344,12 @@ def prepare_model(start: str, train_cfg: TrainConfig) -> Any:
     from transformers import AutoModelForCausalLM
 
     try:
-        model = AutoModelForCausalLM.from_pretrained(start, dtype="float32")
+        kernel = {"attn_implementation": train_cfg.attn_implementation} if train_cfg.attn_implementation else {}
+        model = AutoModelForCausalLM.from_pretrained(start, dtype="float32", **kernel)
     except Exception as exc:
-        raise ModelError(f"cannot load model {start!r} for training: {type(exc).__name__}: {one_line(exc)}") from exc
+        named = f" with train.attn_implementation={train_cfg.attn_implementation!r}" if kernel else ""
+        raise ModelError(f"cannot load model {start!r} for training{named}: {type(exc).__name__}: "
+                         f"{one_line(exc)}") from exc
     if train_cfg.full_finetune:
         return model
     return get_peft_model(model, lora_config(train_cfg))
@@ -439,6 +462,8 @@ def train_student(
     dataset = Dataset.from_list(sft_records(examples, config.student.prompt_style, tokenizer))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=list(callbacks))
+    if train_cfg.padding_free:
+        trainer.train_dataset = truncated(trainer.train_dataset, train_cfg.max_length)
     _callbacks(trainer, progress, console)
     checkpoint = _latest_checkpoint(out_dir / "checkpoints") if train_cfg.resume else None
     if checkpoint and console is not None:

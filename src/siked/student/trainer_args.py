@@ -41,7 +41,9 @@ def sft_config(out_dir: Path, train_cfg: TrainConfig, **overrides: Any) -> Any:
         lr_scheduler_type="linear",
         warmup_steps=train_cfg.warmup_steps,
         weight_decay=train_cfg.weight_decay,
-        max_length=train_cfg.max_length,
+        # TRL refuses max_length with padding_free (it would not truncate); train_student truncates instead.
+        max_length=None if train_cfg.padding_free else train_cfg.max_length,
+        padding_free=train_cfg.padding_free,
         completion_only_loss=True,
         packing=False,
         bf16=use_bf16(train_cfg),
@@ -83,6 +85,7 @@ MANAGED_FIELDS = {
     "save_steps": "train.save_steps", "save_total_limit": "train.save_total_limit", "seed": "train.seed",
     "data_seed": "train.seed", "report_to": "tracking.report_to",
     "train_sampling_strategy": "train.group_by_length", "group_by_length": "train.group_by_length",
+    "padding_free": "train.padding_free",
 }
 """SFTConfig fields siked sets from a config field (None: from the output directory)."""
 

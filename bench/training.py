@@ -6,9 +6,11 @@ LoRA against full fine-tuning.
 `--compare grouping` (the default) trains LoRA on mixed-length data, the reference teacher's
 CoT, L2M and PoT solutions of gsm_symbolic problems (the embedded default's teacher data), with the
 current path (`train.group_by_length=false`: random batches of 2, 4 accumulation steps), the new
-one (`group_by_length=true`, same batches), and with `--modes ...,grouped-8x1` the new one with one
-batch of 8 per step (at max length 512 on a CPU it took over 13 GB and was OOM-killed on a 24 GB
-machine); it prints non-padding tokens/s of each and their ratios to the current path. `--compare lora-full` is below.
+one (`group_by_length=true`, same batches), and with `--modes ...` also: `grouped-8x1`, one batch
+of 8 per step (at max length 512 on a CPU it took over 13 GB and was OOM-killed on a 24 GB machine);
+`packed-2x4` and `packed-8x1`, padding-free rows (`train.padding_free`: each micro-batch
+concatenated, attention kept inside each example by the position ids); it prints non-padding
+tokens/s of each and their ratios to the current path. `--compare lora-full` is below.
 On a busy machine, set OMP_NUM_THREADS=1: two threads that wait for each other at every operation
 slow down far more than the load alone explains, and unevenly from run to run.
 

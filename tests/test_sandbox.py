@@ -688,13 +688,16 @@ if sys.argv[1] == "hang":
 def test_the_caller_going_away_leaves_no_process_behind(how):
     caller = subprocess.Popen([sys.executable, "-c", CALLER, "exit" if how.startswith("exit") else "hang"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    base_dir = caller.stdout.readline().strip()
-    assert base_dir and processes_with(base_dir)
-    caller.stdin.close()
-    if how.startswith("sigkill"):
-        time.sleep(0.3)
-        caller.kill()
-    caller.wait(30)
+    try:
+        base_dir = caller.stdout.readline().strip()
+        assert base_dir and processes_with(base_dir)
+        caller.stdin.close()
+        if how.startswith("sigkill"):
+            time.sleep(0.3)
+            caller.kill()
+        caller.wait(30)
+    finally:
+        caller.kill()  # a failed assertion above must not leave the caller running
     deadline = time.monotonic() + 10
     while processes_with(base_dir) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -25,6 +25,25 @@ def test_the_option_reaches_the_trainer_and_the_pass_through_names_it(tmp_path: 
     config.train.trainer_kwargs = {"padding_free": True}
     with pytest.raises(ConfigError, match="train.trainer_kwargs.padding_free: siked sets it from train.padding_free"):
         trainer_overrides(config.train, {"padding_free"})
+    config.train.trainer_kwargs = {"packing": True}  # packing that crosses examples: not offered
+    with pytest.raises(ConfigError, match="trainer_kwargs.packing: siked sets it from train.padding_free"):
+        trainer_overrides(config.train, {"packing"})
+    config.train.trainer_kwargs = {"completion_only_loss": False}
+    with pytest.raises(ConfigError, match="completion_only_loss: siked sets it itself .the loss is on the solution"):
+        trainer_overrides(config.train, {"completion_only_loss"})
+
+
+def test_a_transformers_that_would_let_packed_examples_mix_is_refused(monkeypatch, tmp_path: Path) -> None:
+    from transformers import masking_utils
+
+    from siked.student.train import train_student
+
+    monkeypatch.delattr(masking_utils, "find_packed_sequence_indices")
+    config = SikedConfig()
+    config.train.padding_free = True
+    with pytest.raises(ConfigError, match="train.padding_free: transformers .* would let packed examples attend"):
+        train_student([], config, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
 def test_truncation_cuts_every_per_token_column_and_keeps_the_rest() -> None:
@@ -42,6 +61,24 @@ def test_truncation_cuts_every_per_token_column_and_keeps_the_rest() -> None:
     assert cut["source"] == ["a", "b"]
     assert truncated(dataset, 10) is dataset
     assert truncated(dataset, 2)["source"] == ["b"]  # the first is cut to its prompt: no loss left
+
+
+def test_truncation_reads_trl_labels_and_keeps_the_end_when_asked() -> None:
+    from datasets import Dataset
+
+    from siked.student.train import truncated
+
+    dataset = Dataset.from_list([  # TRL 1.x folds the completion mask into labels (-100: no loss)
+        {"input_ids": list(range(6)), "labels": [-100] * 2 + [2, 3, 4, 5]},
+        {"input_ids": list(range(6)), "labels": [-100] * 5 + [5]},
+        {"input_ids": [7, 8], "labels": [-100, 8]},
+    ])
+    kept = truncated(dataset, 3)
+    assert kept["input_ids"] == [[0, 1, 2], [7, 8]]  # the second keeps only prompt tokens: dropped
+    assert kept["labels"] == [[-100, -100, 2], [-100, 8]]
+    end = truncated(dataset, 3, "keep_end")
+    assert end["input_ids"] == [[3, 4, 5], [3, 4, 5], [7, 8]]
+    assert end["labels"] == [[3, 4, 5], [-100, -100, 5], [-100, 8]]
 
 
 def _packed_losses(model, batches: list[dict], restart_positions: bool = True) -> dict[tuple[int, ...], float]:
@@ -87,10 +124,20 @@ def test_packed_rows_give_every_example_its_padded_loss(model_cache: Path, tmp_p
 
 
 @pytest.mark.slow
-def test_a_padding_free_step_equals_a_padded_one_with_truncation(model_cache: Path, tmp_path: Path) -> None:
+def test_a_padding_free_step_equals_a_padded_one_with_truncation(model_cache: Path, tmp_path: Path, monkeypatch) -> None:
     """At max length 200 six of the eight examples are cut and two lose their whole completion."""
+    import siked.student.train as train_module
     from siked.student import train_student
 
+    cut_sizes = []
+
+    def counted(dataset, max_length, mode="keep_start"):
+        kept = real_truncated(dataset, max_length, mode)
+        cut_sizes.append((len(dataset), len(kept), max(len(ids) for ids in kept["input_ids"])))
+        return kept
+
+    real_truncated = train_module.truncated
+    monkeypatch.setattr(train_module, "truncated", counted)
     examples = mixed_length_examples(8)
     config = SikedConfig()
     losses = {}
@@ -100,6 +147,7 @@ def test_a_padding_free_step_equals_a_padded_one_with_truncation(model_cache: Pa
             "bf16": False, "group_by_length": False, "max_length": 200, "warmup_steps": 0})
         result = train_student(examples, config, tmp_path / str(padding_free), max_steps=1, progress=False)
         losses[padding_free] = result.losses[0]
+    assert cut_sizes == [(8, 6, 200)]  # the padding-free path truncated, as TRL does for the padded one
     assert losses[True] == pytest.approx(losses[False], abs=1e-4)
 
 

@@ -200,13 +200,15 @@ class TrainConfig(Section):
     """Concatenate each micro-batch into one row whose position ids restart at every example, instead
     of padding it (TRL's `padding_free`): no compute on padding, same batches and losses. Attention
     stays inside each example: transformers builds block-diagonal masks from the position ids
-    (tests/test_train_padding_free.py checks it on the installed versions). With sdpa or eager
-    attention the masked-out blocks are still computed: on 2 CPU cores it measured slower than
-    length-grouped padded batches (bench/training.py); with flash_attention_2 (GPUs) TRL's sequence
-    boundaries let the kernel skip them."""
+    (tests/test_train_padding_free.py checks it; refused on a transformers without that). On 2 CPU
+    cores with sdpa it measured no faster than length-grouped padded batches (bench/training.py);
+    with flash_attention_2 on a GPU, which takes TRL's sequence boundaries directly, it is expected
+    to pay (not measured here)."""
     attn_implementation: str | None = None
     """Attention kernel of the trained model (transformers' `attn_implementation`): None = its default
-    (sdpa); e.g. flash_attention_2 on a GPU with flash-attn installed, eager."""
+    (sdpa); e.g. eager, or flash_attention_2 on a GPU with flash-attn installed (it computes in
+    bf16/fp16 only: keep train.bf16 on). A kernel the model or the machine lacks fails when the
+    training stage loads the model, naming this field."""
     bf16: bool | None = None
     """None: bf16 where the hardware supports it (an Ampere+ GPU, a CPU with AVX512-BF16/AMX)."""
     gradient_checkpointing: bool = False

@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siked.config import SikedConfig, StudentConfig, TrainConfig
+from siked.config import ConfigError, SikedConfig, StudentConfig, TrainConfig
 from siked.errors import SikedError, one_line
 from siked.io import RecordError, iter_jsonl, write_json
 from siked.records import Problem, Solution
@@ -190,13 +190,16 @@ def sft_records(examples: Sequence[TrainExample], prompt_style: str, tokenizer: 
     ]
 
 
-def truncated(dataset: Any, max_length: int) -> Any:
+def truncated(dataset: Any, max_length: int, mode: str = "keep_start") -> Any:
     """TRL's tokenized dataset as TRL prepares it when it pads, which it does not when `padding_free`
-    is set: every per-token column cut to `max_length`, and the examples left without a completion
-    token (a prompt alone filling `max_length`) dropped, as they carry no loss."""
+    is set: every per-token column cut to `max_length` (its first tokens, or its last with TRL's
+    `truncation_mode="keep_end"`), and the examples left without a completion token dropped, as
+    they carry no loss."""
+    window = slice(None, max_length) if mode == "keep_start" else slice(-max_length, None)
+
     def cut(row: dict[str, Any]) -> dict[str, Any]:
         length = len(row["input_ids"])
-        return {key: value[:max_length] for key, value in row.items()
+        return {key: value[window] for key, value in row.items()
                 if isinstance(value, list) and len(value) == length}
 
     def has_target(row: dict[str, Any]) -> bool:
@@ -207,6 +210,17 @@ def truncated(dataset: Any, max_length: int) -> Any:
     if max(len(ids) for ids in dataset["input_ids"]) <= max_length:
         return dataset
     return dataset.map(cut, desc="Truncating train dataset").filter(has_target, desc="Dropping examples cut to their prompt")
+
+
+def check_padding_free_support() -> None:
+    """Padding-free rows keep their examples apart only where transformers builds its attention
+    mask from restarting position ids (verified with transformers 5.25 and TRL 1.16)."""
+    import transformers
+    from transformers import masking_utils
+
+    if not hasattr(masking_utils, "find_packed_sequence_indices"):
+        raise ConfigError(f"train.padding_free: transformers {transformers.__version__} would let packed examples "
+                          "attend to each other; upgrade transformers (verified with 5.25) or set it to false")
 
 
 def train_fingerprint(
@@ -440,6 +454,8 @@ def train_student(
     train_cfg = config.train
     if max_steps is not None:
         train_cfg = train_cfg.model_copy(update={"max_steps": max_steps})
+    if train_cfg.padding_free:
+        check_padding_free_support()
     out_dir = Path(out_dir)
     examples = _examples(records, questions)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -463,7 +479,7 @@ def train_student(
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=list(callbacks))
     if train_cfg.padding_free:
-        trainer.train_dataset = truncated(trainer.train_dataset, train_cfg.max_length)
+        trainer.train_dataset = truncated(trainer.train_dataset, train_cfg.max_length, args.truncation_mode)
     _callbacks(trainer, progress, console)
     checkpoint = _latest_checkpoint(out_dir / "checkpoints") if train_cfg.resume else None
     if checkpoint and console is not None:

@@ -76,7 +76,7 @@ def _sampling(train_cfg: TrainConfig, fields: set[str]) -> dict[str, Any]:
 
 
 MANAGED_FIELDS = {
-    "output_dir": None, "learning_rate": "train.learning_rate", "num_train_epochs": "train.epochs",
+    "output_dir": "itself (checkpoints go under --out)", "learning_rate": "train.learning_rate", "num_train_epochs": "train.epochs",
     "max_steps": "train.max_steps", "per_device_train_batch_size": "train.per_device_batch_size",
     "gradient_accumulation_steps": "train.gradient_accumulation_steps", "warmup_steps": "train.warmup_steps",
     "weight_decay": "train.weight_decay", "max_length": "train.max_length", "bf16": "train.bf16",
@@ -85,9 +85,10 @@ MANAGED_FIELDS = {
     "save_steps": "train.save_steps", "save_total_limit": "train.save_total_limit", "seed": "train.seed",
     "data_seed": "train.seed", "report_to": "tracking.report_to",
     "train_sampling_strategy": "train.group_by_length", "group_by_length": "train.group_by_length",
-    "padding_free": "train.padding_free",
+    "padding_free": "train.padding_free", "packing": "train.padding_free",
+    "completion_only_loss": "itself (the loss is on the solution only, as in the paper)",
 }
-"""SFTConfig fields siked sets from a config field (None: from the output directory)."""
+"""SFTConfig fields siked sets: from a config field (`train.*`, `tracking.*`), or itself, and why."""
 
 
 SFT_FIELDS = "import dataclasses, json, trl; print(json.dumps([f.name for f in dataclasses.fields(trl.SFTConfig)]))"
@@ -123,8 +124,8 @@ def trainer_overrides(train_cfg: TrainConfig, fields: set[str]) -> dict[str, Any
         where = f"train.trainer_kwargs.{key}"
         if key in MANAGED_FIELDS:
             source = MANAGED_FIELDS[key]
-            raise ConfigError(f"{where}: siked sets it " + (
-                f"from {source}; set that instead" if source else "itself (checkpoints go under --out)"))
+            from_field = source.startswith(("train.", "tracking."))
+            raise ConfigError(f"{where}: siked sets it " + (f"from {source}; set that instead" if from_field else source))
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -698,6 +698,7 @@ def test_the_caller_going_away_leaves_no_process_behind(how):
         caller.wait(30)
     finally:
         caller.kill()  # a failed assertion above must not leave the caller running
+        caller.wait()
     deadline = time.monotonic() + 10
     while processes_with(base_dir) and time.monotonic() < deadline:
         time.sleep(0.1)

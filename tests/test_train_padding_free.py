@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from siked.config import ConfigError, SikedConfig
-from siked.student.trainer_args import sft_config, trainer_overrides
+from siked.student.trainer_args import check_trainer_kwargs, sft_config, trainer_overrides
 from test_train_grouping import _batches, _per_example_losses, mixed_length_examples
 
 
@@ -25,12 +25,6 @@ def test_the_option_reaches_the_trainer_and_the_pass_through_names_it(tmp_path: 
     config.train.trainer_kwargs = {"padding_free": True}
     with pytest.raises(ConfigError, match="train.trainer_kwargs.padding_free: siked sets it from train.padding_free"):
         trainer_overrides(config.train, {"padding_free"})
-    config.train.trainer_kwargs = {"packing": True}  # packing that crosses examples: not offered
-    with pytest.raises(ConfigError, match="trainer_kwargs.packing: siked sets it from train.padding_free"):
-        trainer_overrides(config.train, {"packing"})
-    config.train.trainer_kwargs = {"completion_only_loss": False}
-    with pytest.raises(ConfigError, match="completion_only_loss: siked sets it itself .the loss is on the solution"):
-        trainer_overrides(config.train, {"completion_only_loss"})
 
 
 def test_a_transformers_that_would_let_packed_examples_mix_is_refused(monkeypatch, tmp_path: Path) -> None:
@@ -44,6 +38,17 @@ def test_a_transformers_that_would_let_packed_examples_mix_is_refused(monkeypatc
     with pytest.raises(ConfigError, match="train.padding_free: transformers .* would let packed examples attend"):
         train_student([], config, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # refused before anything is written
+    with pytest.raises(ConfigError, match="train.padding_free: transformers"):
+        check_trainer_kwargs(config.train)  # what `siked run` checks before its first stage
+
+
+def test_the_installed_transformers_is_checked_in_a_child_as_the_loop_does() -> None:
+    config = SikedConfig()
+    config.train.padding_free = True
+    check_trainer_kwargs(config.train, in_child=True)  # transformers 5.25 keeps packed examples apart
+    config.train.trainer_kwargs = {"padding_free": True}
+    with pytest.raises(ConfigError, match="trainer_kwargs.padding_free: siked sets it"):
+        check_trainer_kwargs(config.train, in_child=True)
 
 
 def test_truncation_cuts_every_per_token_column_and_keeps_the_rest() -> None:
@@ -79,6 +84,8 @@ def test_truncation_reads_trl_labels_and_keeps_the_end_when_asked() -> None:
     end = truncated(dataset, 3, "keep_end")
     assert end["input_ids"] == [[3, 4, 5], [3, 4, 5], [7, 8]]
     assert end["labels"] == [[3, 4, 5], [-100, -100, 5], [-100, 8]]
+    with pytest.raises(ConfigError, match="train.trainer_kwargs.truncation_mode: 'keep_middle' is not one of"):
+        truncated(dataset, 3, "keep_middle")
 
 
 def _packed_losses(model, batches: list[dict], restart_positions: bool = True) -> dict[tuple[int, ...], float]:

@@ -54,7 +54,7 @@ from siked.student.models import (
     save_merged,
     write_manifest,
 )
-from siked.student.trainer_args import sft_config, training_dtype
+from siked.student.trainer_args import check_trainer_kwargs, sft_config, training_dtype
 
 
 class TrainDataError(SikedError, ValueError):
@@ -195,7 +195,10 @@ def truncated(dataset: Any, max_length: int, mode: str = "keep_start") -> Any:
     is set: every per-token column cut to `max_length` (its first tokens, or its last with TRL's
     `truncation_mode="keep_end"`), and the examples left without a completion token dropped, as
     they carry no loss."""
-    window = slice(None, max_length) if mode == "keep_start" else slice(-max_length, None)
+    windows = {"keep_start": slice(None, max_length), "keep_end": slice(-max_length, None)}
+    if mode not in windows:
+        raise ConfigError(f"train.trainer_kwargs.truncation_mode: {mode!r} is not one of {sorted(windows)}")
+    window = windows[mode]
 
     def cut(row: dict[str, Any]) -> dict[str, Any]:
         length = len(row["input_ids"])
@@ -210,17 +213,6 @@ def truncated(dataset: Any, max_length: int, mode: str = "keep_start") -> Any:
     if max(len(ids) for ids in dataset["input_ids"]) <= max_length:
         return dataset
     return dataset.map(cut, desc="Truncating train dataset").filter(has_target, desc="Dropping examples cut to their prompt")
-
-
-def check_padding_free_support() -> None:
-    """Padding-free rows keep their examples apart only where transformers builds its attention
-    mask from restarting position ids (verified with transformers 5.25 and TRL 1.16)."""
-    import transformers
-    from transformers import masking_utils
-
-    if not hasattr(masking_utils, "find_packed_sequence_indices"):
-        raise ConfigError(f"train.padding_free: transformers {transformers.__version__} would let packed examples "
-                          "attend to each other; upgrade transformers (verified with 5.25) or set it to false")
 
 
 def train_fingerprint(
@@ -455,7 +447,7 @@ def train_student(
     if max_steps is not None:
         train_cfg = train_cfg.model_copy(update={"max_steps": max_steps})
     if train_cfg.padding_free:
-        check_padding_free_support()
+        check_trainer_kwargs(train_cfg)  # refuses padding-free rows that transformers would let mix
     out_dir = Path(out_dir)
     examples = _examples(records, questions)
     out_dir.mkdir(parents=True, exist_ok=True)

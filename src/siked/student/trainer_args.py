@@ -76,7 +76,7 @@ def _sampling(train_cfg: TrainConfig, fields: set[str]) -> dict[str, Any]:
 
 
 MANAGED_FIELDS = {
-    "output_dir": "itself (checkpoints go under --out)", "learning_rate": "train.learning_rate", "num_train_epochs": "train.epochs",
+    "output_dir": None, "learning_rate": "train.learning_rate", "num_train_epochs": "train.epochs",
     "max_steps": "train.max_steps", "per_device_train_batch_size": "train.per_device_batch_size",
     "gradient_accumulation_steps": "train.gradient_accumulation_steps", "warmup_steps": "train.warmup_steps",
     "weight_decay": "train.weight_decay", "max_length": "train.max_length", "bf16": "train.bf16",
@@ -85,19 +85,24 @@ MANAGED_FIELDS = {
     "save_steps": "train.save_steps", "save_total_limit": "train.save_total_limit", "seed": "train.seed",
     "data_seed": "train.seed", "report_to": "tracking.report_to",
     "train_sampling_strategy": "train.group_by_length", "group_by_length": "train.group_by_length",
-    "padding_free": "train.padding_free", "packing": "train.padding_free",
-    "completion_only_loss": "itself (the loss is on the solution only, as in the paper)",
+    "padding_free": "train.padding_free",
 }
-"""SFTConfig fields siked sets: from a config field (`train.*`, `tracking.*`), or itself, and why."""
+"""SFTConfig fields siked sets from a config field (None: from the output directory)."""
 
 
-SFT_FIELDS = "import dataclasses, json, trl; print(json.dumps([f.name for f in dataclasses.fields(trl.SFTConfig)]))"
+SFT_FIELDS = """import dataclasses, json, transformers, trl
+from transformers import masking_utils
+print(json.dumps({"fields": [f.name for f in dataclasses.fields(trl.SFTConfig)],
+                  "transformers": transformers.__version__,
+                  "packed_masks": hasattr(masking_utils, "find_packed_sequence_indices")}))"""
 
 
 def check_trainer_kwargs(train_cfg: TrainConfig, in_child: bool = False) -> None:
-    """Fail before any stage runs on a `train.trainer_kwargs` key SFTConfig would not take. With
-    `in_child`, SFTConfig's fields are read in a child process, so that this one never imports torch."""
-    if not train_cfg.trainer_kwargs:
+    """Fail before any stage runs on a `train.trainer_kwargs` key SFTConfig would not take, or on
+    `train.padding_free` where transformers cannot keep packed examples apart. With `in_child`,
+    the installed trl and transformers are read in a child process, so that this one never
+    imports torch."""
+    if not train_cfg.trainer_kwargs and not train_cfg.padding_free:
         return
     if in_child:
         import json
@@ -107,14 +112,23 @@ def check_trainer_kwargs(train_cfg: TrainConfig, in_child: bool = False) -> None
         found = subprocess.run([sys.executable, "-c", SFT_FIELDS], capture_output=True, text=True, check=False)
         if found.returncode != 0:
             raise ConfigError(f"train.trainer_kwargs cannot be checked: trl does not import ({found.stderr.strip()[-300:]})")
-        fields = set(json.loads(found.stdout))
+        installed = json.loads(found.stdout)
+        fields, version, packed_masks = set(installed["fields"]), installed["transformers"], installed["packed_masks"]
     else:
+        # heavy: only when pass-through keys or padding-free are asked for
         import dataclasses
 
-        from trl import SFTConfig  # heavy: only when pass-through keys are given
+        import transformers
+        from transformers import masking_utils
+        from trl import SFTConfig
 
         fields = {f.name for f in dataclasses.fields(SFTConfig)}
+        version = transformers.__version__
+        packed_masks = hasattr(masking_utils, "find_packed_sequence_indices")
     trainer_overrides(train_cfg, fields)
+    if train_cfg.padding_free and not packed_masks:
+        raise ConfigError(f"train.padding_free: transformers {version} would let packed examples attend to each "
+                          "other; upgrade transformers (verified with 5.25) or set it to false")
 
 
 def trainer_overrides(train_cfg: TrainConfig, fields: set[str]) -> dict[str, Any]:
@@ -124,8 +138,8 @@ def trainer_overrides(train_cfg: TrainConfig, fields: set[str]) -> dict[str, Any
         where = f"train.trainer_kwargs.{key}"
         if key in MANAGED_FIELDS:
             source = MANAGED_FIELDS[key]
-            from_field = source.startswith(("train.", "tracking."))
-            raise ConfigError(f"{where}: siked sets it " + (f"from {source}; set that instead" if from_field else source))
+            raise ConfigError(f"{where}: siked sets it " + (
+                f"from {source}; set that instead" if source else "itself (checkpoints go under --out)"))
         if key not in fields:
             close = difflib.get_close_matches(key, fields, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from siked.config import ConfigError, SikedConfig
-from siked.student.trainer_args import check_trainer_kwargs, sft_config, trainer_overrides
+from siked.student.trainer_args import check_train_settings, sft_config, trainer_overrides
 from test_train_grouping import _batches, _per_example_losses, mixed_length_examples
 
 
@@ -39,16 +39,16 @@ def test_a_transformers_that_would_let_packed_examples_mix_is_refused(monkeypatc
         train_student([], config, tmp_path / "out")
     assert not (tmp_path / "out").exists()  # refused before anything is written
     with pytest.raises(ConfigError, match="train.padding_free: transformers"):
-        check_trainer_kwargs(config.train)  # what `siked run` checks before its first stage
+        check_train_settings(config.train)  # what `siked run` checks before its first stage
 
 
 def test_the_installed_transformers_is_checked_in_a_child_as_the_loop_does() -> None:
     config = SikedConfig()
     config.train.padding_free = True
-    check_trainer_kwargs(config.train, in_child=True)  # transformers 5.25 keeps packed examples apart
+    check_train_settings(config.train, in_child=True)  # transformers 5.25 keeps packed examples apart
     config.train.trainer_kwargs = {"padding_free": True}
     with pytest.raises(ConfigError, match="trainer_kwargs.padding_free: siked sets it"):
-        check_trainer_kwargs(config.train, in_child=True)
+        check_train_settings(config.train, in_child=True)
 
 
 def test_truncation_cuts_every_per_token_column_and_keeps_the_rest() -> None:

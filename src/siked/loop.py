@@ -50,7 +50,7 @@ from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, eval_file, file_key, now
 from siked.stages import StageRequest, run_stage
 from siked.student.models import PRUNED, disk_bytes, prune_merged
-from siked.student.trainer_args import check_trainer_kwargs
+from siked.student.trainer_args import check_train_settings
 from siked.tracking import Tracker, iteration_scalars
 
 Info = TypeVar("Info", bound=StageInfo)
@@ -78,7 +78,7 @@ class Loop:
 
     def __init__(self, config: SikedConfig, console: Console | None = None):
         # before the run directory records a config that cannot train (in a child: trl imports torch)
-        check_trainer_kwargs(config.train, in_child=config.loop.stage_processes)
+        check_train_settings(config.train, in_child=config.loop.stage_processes)
         self.config = config
         self.console = console or Console(stderr=True)
         self.tracker = Tracker(config.tracking.report_to, config.tracking.project, Path(config.out))

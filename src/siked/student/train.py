@@ -54,7 +54,7 @@ from siked.student.models import (
     save_merged,
     write_manifest,
 )
-from siked.student.trainer_args import check_trainer_kwargs, sft_config, training_dtype
+from siked.student.trainer_args import check_train_settings, sft_config, training_dtype
 
 
 class TrainDataError(SikedError, ValueError):
@@ -447,7 +447,7 @@ def train_student(
     if max_steps is not None:
         train_cfg = train_cfg.model_copy(update={"max_steps": max_steps})
     if train_cfg.padding_free:
-        check_trainer_kwargs(train_cfg)  # refuses padding-free rows that transformers would let mix
+        check_train_settings(train_cfg)  # refuses padding-free rows that transformers would let mix
     out_dir = Path(out_dir)
     examples = _examples(records, questions)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -97,7 +97,7 @@ print(json.dumps({"fields": [f.name for f in dataclasses.fields(trl.SFTConfig)],
                   "packed_masks": hasattr(masking_utils, "find_packed_sequence_indices")}))"""
 
 
-def check_trainer_kwargs(train_cfg: TrainConfig, in_child: bool = False) -> None:
+def check_train_settings(train_cfg: TrainConfig, in_child: bool = False) -> None:
     """Fail before any stage runs on a `train.trainer_kwargs` key SFTConfig would not take, or on
     `train.padding_free` where transformers cannot keep packed examples apart. With `in_child`,
     the installed trl and transformers are read in a child process, so that this one never
@@ -111,7 +111,8 @@ def check_trainer_kwargs(train_cfg: TrainConfig, in_child: bool = False) -> None
 
         found = subprocess.run([sys.executable, "-c", SFT_FIELDS], capture_output=True, text=True, check=False)
         if found.returncode != 0:
-            raise ConfigError(f"train.trainer_kwargs cannot be checked: trl does not import ({found.stderr.strip()[-300:]})")
+            raise ConfigError("train.trainer_kwargs / train.padding_free cannot be checked: trl or transformers "
+                              f"does not import ({found.stderr.strip()[-300:]})")
         installed = json.loads(found.stdout)
         fields, version, packed_masks = set(installed["fields"]), installed["transformers"], installed["packed_masks"]
     else:

@@ -82,13 +82,20 @@ def test_dump_round_trips(tmp_path: Path):
 REPO = Path(__file__).resolve().parents[1]
 
 
-def test_sample_mode_defaults_to_the_authors_both_and_the_measured_presets_sample_freely():
-    assert SikedConfig().loop.sample_mode == "both"
-    assert load_config().loop.sample_mode == "free"
+def test_line_defaults_to_the_authors_unbiased_and_the_measured_presets_sample_freely():
+    assert SikedConfig().mixing.line == "unbiased" and SikedConfig().mixing.sampling == "forced"
+    assert load_config().mixing.line == "paper" and load_config().mixing.sampling == "free"
     for name in ("experiment-gsm8k.yaml", "cpu-gsm8k.yaml", "cpu-templates.yaml"):
         config = load_config(REPO / "configs" / name)
-        assert config.loop.sample_mode == "free"
+        assert config.mixing.line == "paper"
         assert config.generation.eval_max_new_tokens == config.generation.max_new_tokens
+
+
+def test_budget_defaults_to_the_authors_own_epochs_and_the_recorded_experiment_keeps_equal_steps():
+    assert SikedConfig().loop.budget == "own_epochs"
+    assert load_config(REPO / "configs" / "experiment-templates.yaml").loop.budget == "equal_steps"
+    with pytest.raises(ConfigError, match="loop.budget"):
+        load_config(None, ["loop.budget=equal_epochs"])
 
 
 def test_the_template_preset_draws_every_set_from_the_same_honest_templates():
@@ -98,13 +105,23 @@ def test_the_template_preset_draws_every_set_from_the_same_honest_templates():
     assert len(config.teacher.strategies) == 3  # PoT is correct and honest on every chosen template
 
 
-def test_strategy_granularity_without_forced_samples_is_refused_naming_both_fields():
+@pytest.mark.parametrize(("override", "old"), [("mixing.granularity=strategy", "mixing.granularity"),
+                                               ("loop.sample_mode=both", "loop.sample_mode")])
+def test_the_old_sampling_and_granularity_keys_are_refused_naming_mixing_line(override, old):
     with pytest.raises(ConfigError) as info:
-        load_config(None, ["mixing.granularity=strategy"])  # the embedded default samples freely
-    assert "mixing.granularity" in str(info.value) and "loop.sample_mode" in str(info.value)
-    assert "(got {" not in str(info.value)  # one line naming the fields, not the whole config
-    config = load_config(None, ["mixing.granularity=strategy", "loop.sample_mode=both"])
-    assert config.mixing.granularity == "strategy"
+        load_config(None, [override])
+    message = str(info.value)
+    assert f"{old} was replaced by mixing.line" in message
+    assert "(got {" not in message  # one line naming the fields, not the whole section
+
+
+def test_priority_belongs_to_the_biased_line_and_names_taught_strategies():
+    config = load_config(None, ["mixing.line=biased", "mixing.priority=[l2m, pot, cot]"])
+    assert config.mixing.priority == ["l2m", "pot", "cot"] and config.mixing.sampling == "free"
+    with pytest.raises(ConfigError, match="mixing.priority applies to mixing.line=biased only"):
+        load_config(None, ["mixing.priority=[cot, pot, l2m]"])  # the embedded default runs the paper line
+    with pytest.raises(ConfigError, match="teacher.strategies"):
+        load_config(None, ["mixing.line=biased", "teacher.strategies=[cot, l2m]"])  # pot first by default
 
 
 def test_evaluation_has_its_own_longer_token_limit():
@@ -127,7 +144,8 @@ def test_paper_preset_follows_the_authors_settings():
     assert config.train.epochs == 3
     assert config.train.per_device_batch_size * config.train.gradient_accumulation_steps == 8
     assert config.train.init == "previous"
-    assert config.loop.sample_mode == "both" and config.data.validation_fraction == 0.1
+    assert config.mixing.line == "unbiased" and config.data.validation_fraction == 0.1
+    assert config.loop.budget == "own_epochs"
 
 
 def test_another_training_dataset_drops_the_embedded_defaults_templates() -> None:

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from siked.evaluation import distribution, kl_divergence, routing, sample_summary, summarize
+from siked.evaluation import distribution, kl_add_one, routing, sample_summary, summarize
 from siked.records import Problem, Solution, Verdict
 
 
@@ -27,14 +27,21 @@ def test_summarize_counts_accuracy_strategies_and_statuses():
     assert summarize([])["accuracy"] == 0.0
 
 
-def test_kl_is_zero_for_equal_distributions_and_grows_with_mismatch():
-    p = {"cot": 0.5, "pot": 0.5}
-    assert kl_divergence(p, p) == pytest.approx(0.0, abs=1e-5)
-    near = kl_divergence(p, {"cot": 0.6, "pot": 0.4})
-    far = kl_divergence(p, {"cot": 0.95, "pot": 0.05})
+def test_add_one_kl_follows_the_students_choices_and_is_bounded_by_its_sample_count():
+    train = {"cot": 50, "pot": 50}
+    # hand-computed: P_student smoothed = (c + 1) / (N + 2)
+    near = kl_add_one(train, {"cot": 59, "pot": 39})
+    assert near == pytest.approx(0.5 * math.log(0.5 / 0.6) + 0.5 * math.log(0.5 / 0.4), rel=1e-9)
+    far = kl_add_one(train, {"cot": 94, "pot": 4})
     assert 0 < near < far
-    assert near == pytest.approx(0.5 * math.log(0.5 / 0.6) + 0.5 * math.log(0.5 / 0.4), rel=1e-3)
-    assert math.isfinite(kl_divergence(p, {"cot": 1.0}))  # a strategy the student never picks
+    assert kl_add_one(train, {"cot": 49, "pot": 49}) == pytest.approx(0.0, abs=1e-12)
+    # a strategy never picked counts as one pick in N + K: bounded by ln(N + K), not by a constant's log
+    never = kl_add_one(train, {"cot": 68})
+    assert never == pytest.approx(0.5 * math.log(0.5 / (69 / 70)) + 0.5 * math.log(0.5 / (1 / 70)), rel=1e-9)
+    assert never < math.log(70)
+    # the taught strategies are in the support even where neither side has them
+    assert kl_add_one({"cot": 1}, {"cot": 1}, names=["cot", "l2m", "pot"]) == pytest.approx(math.log(1 / (2 / 4)))
+    assert kl_add_one({}, {"cot": 1}) is None and kl_add_one({"cot": 1}, {}) is None
 
 
 def test_distribution_shares():

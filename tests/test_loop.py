@@ -12,14 +12,14 @@ import pytest
 
 from conftest import TINY_RUN
 from siked.config import load_config
-from siked.evaluation import kl_divergence
+from siked.evaluation import kl_add_one
 from siked.io import read_jsonl
 from siked.loop import run
 from siked.records import Solution
 
 pytestmark = pytest.mark.slow
 
-TINY = [*TINY_RUN, "loop.baselines=[combined]"]
+TINY = [*TINY_RUN, "loop.baselines=[combined]", "loop.budget=equal_steps"]
 
 
 def stage_times(run_dir: Path) -> dict[str, str]:
@@ -51,11 +51,23 @@ def test_two_iterations_end_to_end_then_rerun_redoes_nothing(tmp_path: Path):
     kept = {name: sum(1 for t in teacher if t.strategy == name) for name in ("cot", "l2m", "pot")}
     assert metrics["teacher"]["strategy_counts"] == kept
     for entry in metrics["iterations"]:  # KL against the validation choices, the last iteration's too
-        choices = entry["eval"]["validation"]["strategy_distribution"]
-        mix = {k: v / sum(entry["train"]["strategy_counts"].values()) for k, v in entry["train"]["strategy_counts"].items()}
-        assert entry["kl_train_student"] == pytest.approx(kl_divergence(mix, choices))
-    assert "combined" in metrics["baselines"]
-    assert metrics["baselines"]["combined"]["train"]["steps"] == 4  # SIKeD's budget: 2 x 2 steps
+        validation = entry["eval"]["validation"]
+        choices = {k: round(v * validation["total"]) for k, v in validation["strategy_distribution"].items()}
+        assert entry["kl_train_validation"] == pytest.approx(kl_add_one(entry["train"]["strategy_counts"], choices,
+                                                                        ["cot", "l2m", "pot"]))
+    # the paper's KL: against the strategies of the free samples (iteration 1 sampled; the last does not)
+    assert first["kl_train_samples"] == pytest.approx(kl_add_one(
+        first["train"]["strategy_counts"], first["student"]["by_mode"]["free"]["strategy_counts"], ["cot", "l2m", "pot"]))
+    assert "kl_train_samples" not in second
+    combined = metrics["baselines"]["combined"]
+    assert combined["train"]["steps"] == 4 and combined["budget"] == "equal_steps"  # SIKeD's: 2 x 2 steps
+    # evaluated on validation at SIKeD's cumulative steps, reported at the checkpoint validation chose
+    assert [c["step"] for c in combined["checkpoints"]] == [2, 4]
+    scores = [(c["step"], c["validation"]) for c in combined["checkpoints"]]
+    best = max(score for _, score in scores)
+    assert combined["chosen_step"] == next(step for step, score in scores if score == best)
+    assert combined["eval"]["validation"]["accuracy"] == pytest.approx(best)
+    assert (run_dir / "baselines" / "combined" / "model" / "snapshots" / "step-2" / "siked_student.json").is_file()
     assert (run_dir / "report.html").exists() and (run_dir / "report.md").exists()
 
     before = stage_times(run_dir)
@@ -170,8 +182,7 @@ def test_run_without_validation_picks_the_last_iteration_routes_and_evaluates(tm
     from siked.metrics import BEST_IS_LAST
 
     out = tmp_path / "noval"
-    metrics = run_command(out, "data.validation_fraction=0", "loop.routing=true",
-                          "loop.sample_mode=both", "mixing.granularity=strategy")
+    metrics = run_command(out, "data.validation_fraction=0", "loop.routing=true", "mixing.line=unbiased")
     assert (out / "data" / "validation.jsonl").read_text() == ""
     assert [entry["iteration"] for entry in metrics["iterations"]] == [1, 2]
     assert all("validation" not in entry["eval"] for entry in metrics["iterations"])
@@ -180,9 +191,10 @@ def test_run_without_validation_picks_the_last_iteration_routes_and_evaluates(tm
     assert f"(chosen by {BEST_IS_LAST})" in (out / "report.md").read_text()
     routing = json.loads((out / "routing.json").read_text())
     assert routing["gsm_symbolic:test"]["questions"] == 4
-    # forced and free samples; adaptive per (question, strategy) fills exactly the unsolved pairs
+    # the unbiased line: one forced pass per strategy; adaptive per (question, strategy) fills exactly the unsolved pairs
     by_mode = metrics["iterations"][0]["student"]["by_mode"]
-    assert set(by_mode) == {"free", "cot", "l2m", "pot"} and by_mode["pot"]["strategy_counts"] == {"pot": metrics_train_questions(out)}
+    assert set(by_mode) == {"cot", "l2m", "pot"} and by_mode["pot"]["strategy_counts"] == {"pot": metrics_train_questions(out)}
+    assert "kl_train_samples" not in metrics["iterations"][0]  # no free pass: no P_SM
     teacher = read_jsonl(out / "teacher" / "teacher.jsonl", Solution)
     mixed = read_jsonl(out / "iter2" / "train.jsonl", Solution)
     solved = {(s.problem_id, s.strategy) for s in mixed if s.origin.startswith("student")}
@@ -194,3 +206,37 @@ def test_run_without_validation_picks_the_last_iteration_routes_and_evaluates(tm
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     summary = json.loads(evaluated.stdout)["gsm_symbolic:test"]
     assert summary["total"] == 2 and 0 <= summary["truncated"] <= 2
+
+
+def test_biased_line_keeps_one_solution_per_question_and_own_epochs_baselines_choose_on_validation(tmp_path: Path):
+    out = tmp_path / "biased"
+    metrics = run_command(out, "mixing.line=biased", "mixing.priority=[l2m, pot, cot]", "train.max_steps=-1",
+                          "train.epochs=1", "loop.baselines=[pot]", "loop.budget=own_epochs")
+    assert metrics["run"]["mixing"]["line"] == "biased"
+    for name in ("iter1", "iter2"):
+        mixed = read_jsonl(out / name / "train.jsonl", Solution)
+        assert len({s.problem_id for s in mixed}) == len(mixed)  # one solution per question
+    teacher = read_jsonl(out / "teacher" / "teacher.jsonl", Solution)
+    rank = {"l2m": 0, "pot": 1, "cot": 2}
+    first = read_jsonl(out / "iter1" / "train.jsonl", Solution)
+    for record in first:  # iteration 1: the teacher's highest-priority strategy of each question
+        assert rank[record.strategy] == min(rank[t.strategy] for t in teacher if t.problem_id == record.problem_id)
+    assert set(metrics["iterations"][0]["student"]["by_mode"]) == {"free"}
+    pot = metrics["baselines"]["pot"]
+    pot_examples = sum(1 for t in teacher if t.strategy == "pot")
+    assert pot["budget"] == "own_epochs" and pot["train"]["steps"] == -(-pot_examples // 2)  # one epoch, batch 2
+    assert pot["checkpoints"] and pot["chosen_step"] in [c["step"] for c in pot["checkpoints"]]
+    assert "line: biased" not in (out / "report.md").read_text() and "biased line" in (out / "report.md").read_text()
+
+
+def test_teacher_only_control_repeats_the_iterations_on_teacher_data(tmp_path: Path):
+    out = tmp_path / "control"
+    metrics = run_command(out, "mixing.mode=teacher")
+    assert [entry["train"]["alpha"] for entry in metrics["iterations"]] == [1.0, 1.0]
+    assert all(entry["train"]["student_count"] == 0 for entry in metrics["iterations"])
+    assert (out / "iter2" / "train.jsonl").read_text() == (out / "iter1" / "train.jsonl").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())["stages"]
+    assert "iter1/sample" not in manifest  # nothing of the student's is trained on: no sampling stage
+    base = json.loads((out / "iter2" / "model" / "siked_student.json").read_text())
+    assert base["init"] == "previous" and base["previous"]  # the same restarts as SIKeD
+    assert "teacher-only control" in (out / "report.md").read_text()

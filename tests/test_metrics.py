@@ -122,3 +122,24 @@ def test_cli_eval_of_an_unfinished_run_names_the_missing_file(tmp_path: Path) ->
     overview = json.loads(result.output)
     assert [row["iteration"] for row in overview["iterations"]] == [1, 2]
     assert overview["best_model"] == "iter1/model" and overview["teacher"] == {"cot": 1.0}
+
+
+def test_validation_curves_put_iterations_at_their_cumulative_steps_beside_baseline_checkpoints():
+    from siked.metrics import Metrics, run_label, validation_curves
+
+    metrics = Metrics.read({
+        "run": {"method": "siked", "mixing": {"line": "biased", "mode": "all"}},
+        "iterations": [
+            {"iteration": 1, "train": {"steps": 10}, "eval": {"validation": {"total": 4, "correct": 1}}},
+            {"iteration": 2, "train": {"steps": 12}, "eval": {"validation": {"total": 4, "correct": 3}}},
+            {"iteration": 3, "train": {"steps": 8}},  # not evaluated yet: no point
+        ],
+        "baselines": {"pot": {"checkpoints": [{"step": 10, "validation": 0.5}, {"step": 22, "validation": 0.25}],
+                              "chosen_step": 10}},
+    })
+    assert run_label(metrics.run) == "SIKeD biased all"
+    curves = validation_curves(metrics)
+    assert [(p.step, p.validation) for p in curves["SIKeD biased all"]] == [(10, 0.25), (22, 0.75)]
+    assert [(p.step, p.validation) for p in curves["pot"]] == [(10, 0.5), (22, 0.25)]
+    control = Metrics.read({"run": {"mixing": {"line": "unbiased", "mode": "teacher"}}, "iterations": []})
+    assert run_label(control.run) == "teacher-only control (unbiased)" and validation_curves(control) == {}

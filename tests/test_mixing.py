@@ -5,7 +5,7 @@ from siked.mixing import (
     correct_solutions,
     deduplicate,
     mix,
-    prefer_strategies,
+    one_per_question,
     select_teacher,
 )
 from siked.records import Solution, Verdict
@@ -26,18 +26,18 @@ TEACHER = [
 ]
 
 
-def test_adaptive_per_question_adds_teacher_exactly_for_unsolved_ids():
+def test_paper_line_adaptive_adds_teacher_exactly_for_unsolved_ids():
     student = [stu("q1", "pot", "answer = 1 * 1"), stu("q2", "cot", "s2 cot")]
-    result = mix(TEACHER, student, mode="adaptive", granularity="question")
+    result = mix(TEACHER, student, mode="adaptive", line="paper")
     teacher_ids = {r.problem_id for r in result.records if r.origin.startswith("teacher")}
     assert teacher_ids == {"q3"}
     assert result.teacher_count == 1 and result.student_count == 2
     assert result.alpha == pytest.approx(1 / 3)
 
 
-def test_adaptive_per_strategy_fills_only_unsolved_pairs():
+def test_unbiased_line_adaptive_adds_teacher_of_strategy_s_only_where_the_student_failed_with_s():
     student = [stu("q1", "pot", "answer = 1 * 1"), stu("q2", "cot", "s2 cot")]
-    result = mix(TEACHER, student, mode="adaptive", granularity="strategy")
+    result = mix(TEACHER, student, mode="adaptive", line="unbiased")
     teacher_pairs = {(r.problem_id, r.strategy) for r in result.records if r.origin.startswith("teacher")}
     assert teacher_pairs == {("q1", "cot"), ("q1", "l2m"), ("q2", "pot"), ("q3", "l2m")}
     assert result.alpha == pytest.approx(4 / 6)
@@ -60,8 +60,8 @@ def test_student_mode_has_no_teacher_data():
 
 
 def test_alpha_falls_as_the_student_solves_more():
-    weak = mix(TEACHER, [stu("q1", "cot", "a")], mode="adaptive")
-    strong = mix(TEACHER, [stu(q, "cot", "a") for q in ("q1", "q2", "q3")], mode="adaptive")
+    weak = mix(TEACHER, [stu("q1", "cot", "a")], mode="adaptive", line="paper")
+    strong = mix(TEACHER, [stu(q, "cot", "a") for q in ("q1", "q2", "q3")], mode="adaptive", line="paper")
     assert strong.alpha < weak.alpha
     assert strong.alpha == 0.0
 
@@ -84,13 +84,49 @@ def test_student_solution_identical_to_a_teacher_one_counts_once():
     assert result.student_count == 1
 
 
-def test_priority_keeps_the_preferred_strategy_per_question():
-    kept = prefer_strategies(TEACHER, ["pot", "cot"])
-    assert {(r.problem_id, r.strategy) for r in kept} == {("q1", "pot"), ("q2", "pot"), ("q3", "l2m")}
-    result = mix(TEACHER, [], mode="all", priority=["l2m"])
-    assert {(r.problem_id, r.strategy) for r in result.records} == {
-        ("q1", "l2m"), ("q2", "cot"), ("q2", "pot"), ("q3", "l2m"),
-    }
+def test_one_per_question_keeps_the_highest_priority_strategy_and_the_first_on_a_tie():
+    kept = one_per_question(TEACHER, ["pot", "cot", "l2m"])
+    assert [(r.problem_id, r.strategy) for r in kept] == [("q1", "pot"), ("q2", "pot"), ("q3", "l2m")]
+    kept = one_per_question(TEACHER, ["l2m", "pot", "cot"])
+    assert [(r.problem_id, r.strategy) for r in kept] == [("q1", "l2m"), ("q2", "pot"), ("q3", "l2m")]
+    tie = [stu("q1", "cot", "student cot"), sol("q1", "cot", "teacher cot")]
+    assert one_per_question(tie, ["cot"]) == tie[:1]
+
+
+@pytest.mark.parametrize("priority", [["pot", "cot", "l2m"], ["cot", "pot", "l2m"], ["l2m", "pot", "cot"]])
+def test_biased_line_keeps_one_solution_per_question_by_priority(priority):
+    student = [stu("q1", "cot", "s1 cot"), stu("q1", "l2m", "s1 l2m"), stu("q2", "l2m", "s2 l2m")]
+    rank = {name: i for i, name in enumerate(priority)}
+    for mode in ("adaptive", "all"):
+        result = mix(TEACHER, student, mode=mode, line="biased", priority=priority)
+        by_question = {}
+        for record in result.records:
+            assert record.problem_id not in by_question  # one per question
+            by_question[record.problem_id] = record
+        assert set(by_question) == {"q1", "q2", "q3"}
+        candidates = student + (TEACHER if mode == "all" else [t for t in TEACHER if t.problem_id == "q3"])
+        for pid, record in by_question.items():
+            best = min(rank[c.strategy] for c in candidates if c.problem_id == pid)
+            assert rank[record.strategy] == best
+        assert result.teacher_count + result.student_count == 3
+    # adaptive: a question the student solved never takes teacher data, whatever its priority
+    adaptive = mix(TEACHER, student, mode="adaptive", line="biased", priority=priority)
+    assert {r.problem_id for r in adaptive.records if r.origin.startswith("teacher")} == {"q3"}
+
+
+def test_biased_line_iteration_one_is_the_teachers_priority_choice():
+    result = mix(TEACHER, [], mode="adaptive", line="biased", priority=["cot", "pot", "l2m"], first_iteration=True)
+    assert [(r.problem_id, r.strategy) for r in result.records] == [("q1", "cot"), ("q2", "cot"), ("q3", "l2m")]
+    assert result.alpha == 1.0
+
+
+@pytest.mark.parametrize("line", ["unbiased", "biased", "paper"])
+def test_teacher_control_trains_on_teacher_data_only_whatever_the_student_solved(line):
+    student = [stu(q, "cot", "s") for q in ("q1", "q2", "q3")]
+    first = mix(TEACHER, [], mode="teacher", line=line, first_iteration=True)
+    later = mix(TEACHER, student, mode="teacher", line=line)
+    assert later.records == first.records and later.student_count == 0 and later.alpha == 1.0
+    assert later.fallback is None
 
 
 def test_correct_solutions_follow_verdicts_and_check_alignment():
@@ -106,14 +142,14 @@ def test_correct_solutions_follow_verdicts_and_check_alignment():
         correct_solutions(solutions, verdicts[:1])
 
 
-def test_unknown_mode_and_granularity_are_clear_errors():
+def test_unknown_mode_and_line_are_clear_errors():
     with pytest.raises(ValueError, match="unknown mixing mode 'some'"):
         mix(TEACHER, [], mode="some")
-    with pytest.raises(ValueError, match="unknown granularity"):
-        mix(TEACHER, [], mode="adaptive", granularity="token")
+    with pytest.raises(ValueError, match="unknown mixing line 'token'"):
+        mix(TEACHER, [stu("q1", "cot", "a")], mode="adaptive", line="token")
 
 
-@pytest.mark.parametrize("mode", ["all", "adaptive", "student"])
+@pytest.mark.parametrize("mode", ["all", "adaptive", "student", "teacher"])
 def test_iteration_one_trains_on_teacher_data_whatever_the_mode(mode):
     result = mix(TEACHER, [], mode=mode, first_iteration=True)
     assert result.records == TEACHER and result.alpha == 1.0

@@ -45,7 +45,8 @@ def iteration(n: int, alpha: float, val: tuple[int, int], test: tuple[int, int],
         },
         "student": {"strategy_counts": {"cot": 120, "pot": 60 + 10 * n, "l2m": 20}, "samples": 200,
                     "correct": 45 + n, "solved_questions": 20 + n, "questions": 50},
-        "kl_train_student": kl,
+        "kl_train_samples": kl,
+        "kl_train_validation": 2 * kl,
     }
 
 
@@ -53,7 +54,8 @@ def full_metrics(reference: bool = True) -> dict:
     baseline_train = {"examples": 119, "teacher_count": 119, "student_count": 0, "alpha": 1.0}
     return {
         "run": {"out": "runs/demo", "teacher_backend": "reference", "reference_solutions": reference,
-                "student_model": "embedded:smollm2", "mixing": {"mode": "adaptive", "granularity": "question"},
+                "student_model": "embedded:smollm2", "mixing": {"line": "unbiased", "mode": "adaptive", "max_per_strategy": 1,
+                                                                "priority": ["pot", "cot", "l2m"]},
                 "started": "2026-11-22T10:00:00", "finished": "2026-11-22T10:13:32", "wall_s": 812.3},
         "teacher": {"strategy_counts": {"cot": 40, "l2m": 38, "pot": 41},
                     "by_strategy": {"cot": {"attempted": 50, "correct": 40, "kept": 40, "solve_rate": 0.8},
@@ -70,7 +72,10 @@ def full_metrics(reference: bool = True) -> dict:
         "baselines": {
             name: {"train": baseline_train,
                    "eval": {"validation": evaluation(c, 8, {name if name != "combined" else "cot": 1.0}, {}),
-                            TEST_SET: evaluation(t, 32, {}, {})}}
+                            TEST_SET: evaluation(t, 32, {}, {})},
+                   "checkpoints": [{"step": 45, "validation": (c - 1) / 8}, {"step": 90, "validation": c / 8},
+                                   {"step": 135, "validation": c / 8}],
+                   "chosen_step": 90, "budget": "equal_steps"}
             for name, c, t in [("combined", 4, 11), ("cot", 3, 8), ("l2m", 2, 7), ("pot", 3, 10)]
         },
         "routing": {TEST_SET: {"questions": 32, "oracle_accuracy": 0.5,
@@ -114,7 +119,7 @@ def test_html_is_self_contained(full_report):
     assert len(page.encode("utf-8")) < 2_000_000
     assert 'src="http' not in page and "<link" not in page and "<script" not in page
     images = re.findall(r"<img [^>]*>", page)
-    assert len(images) == 6  # accuracy, baselines, alpha, kl, strategy mix, strategy choice
+    assert len(images) == 7  # accuracy, baselines, validation curves, alpha, kl, strategy mix, strategy choice
     for tag in images:
         uri = re.search(r'src="([^"]+)"', tag).group(1)
         assert uri.startswith("data:image/png;base64,")
@@ -135,7 +140,9 @@ def test_tables_hold_the_right_numbers(full_report):
     assert "chosen on the `validation` split only" in markdown
     # Baselines next to SIKeD's best iteration.
     assert "34.4% (11/32)" in table_row(markdown, "baseline: combined")
-    siked = table_row(markdown, "SIKeD (iteration 2)")
+    assert "| baseline: combined | 119 | 90 |" in markdown  # the step validation chose
+    assert "SIKeD's total optimizer steps (`loop.budget: equal_steps`)" in markdown
+    siked = table_row(markdown, "SIKeD unbiased adaptive (iteration 2)")
     assert "62.5% (5/8)" in siked and "40.6% (13/32)" in siked
     # Routing: actual vs forced vs oracle.
     routing = [line for line in markdown.splitlines() if line.startswith(f"| {TEST_SET} | 32 |")]
@@ -145,7 +152,8 @@ def test_tables_hold_the_right_numbers(full_report):
     # Per-strategy accuracy at the best iteration.
     assert f"| {TEST_SET} | pot | 35.0% | 7/11 | 63.6% |" in markdown
     # Header, config and the same numbers in the HTML.
-    assert "13 min 32 s" in markdown and "adaptive (granularity: question)" in markdown
+    assert "13 min 32 s" in markdown and "unbiased line, adaptive mixing (max_per_strategy: 1)" in markdown
+    assert "| Method | SIKeD unbiased adaptive |" in markdown
     assert "<details>" in markdown and "lora_r: 16" in markdown
     for text in ("62.5% (5/8)", "0.55", "34.4% (11/32)", "<details><summary>", "lora_r: 16"):
         assert text in page
@@ -157,7 +165,7 @@ def test_training_table_lists_alpha_per_iteration(full_report):
     training = section(markdown, "Training data per iteration")
     rows = {line.split(" | ")[0]: line for line in training.splitlines() if line.startswith("| ")}
     assert "| 1.00 |" in rows["| 1"] and "| 0.55 |" in rows["| 2"] and "| 0.40 |" in rows["| 3"]
-    assert "0.100" in rows["| 2"]  # KL(train || student)
+    assert "| 0.100 | 0.200 |" in rows["| 2"]  # KL(train || free samples), KL(train || greedy validation)
 
 
 @pytest.mark.parametrize("reference", [True, False])

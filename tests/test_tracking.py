@@ -20,7 +20,8 @@ ENTRY = {
     "eval": {"validation": {"accuracy": 0.5, "strategy_distribution": {"cot": 0.5, "pot": 0.5}},
              "gsm_symbolic:test": {"accuracy": 0.25, "strategy_distribution": {"cot": 1.0}}},
     "student": {"samples": 8, "correct": 3, "questions": 4, "solved_questions": 1, "strategy_counts": {"pot": 8}},
-    "kl_train_student": 0.1,
+    "kl_train_samples": 0.1,
+    "kl_train_validation": 0.2,
 }
 
 
@@ -41,7 +42,7 @@ def test_iteration_scalars_flatten_every_loop_metric():
     assert scalars["mix/share/cot"] == 0.5
     assert scalars["student/solved_share"] == 0.25
     assert scalars["student/choice/pot"] == 1.0
-    assert scalars["kl_train_student"] == 0.1
+    assert scalars["kl/train_samples"] == 0.1 and scalars["kl/train_validation"] == 0.2
     assert scalars["teacher/cost"] == 0.25 and scalars["teacher/prompt_tokens"] == 100
     assert "teacher/completion_tokens" not in scalars  # unknown cost/tokens are left out, not zero
 
@@ -180,7 +181,7 @@ def test_tiny_run_reports_trainer_logs_and_loop_metrics(tiny_run: Path):
         for key, summary in entry["eval"].items():
             assert (step, pytest.approx(summary["accuracy"])) in loop[f"eval/{key}/accuracy"]
         assert (step, pytest.approx(entry["train"]["alpha"])) in loop["mix/alpha"]
-        assert (step, pytest.approx(entry["kl_train_student"], abs=1e-6)) in loop["kl_train_student"]
+        assert (step, pytest.approx(entry["kl_train_validation"], abs=1e-6)) in loop["kl/train_validation"]
     student = metrics["iterations"][0]["student"]
     assert loop["student/solved_share"] == [(1, pytest.approx(student["solved_questions"] / student["questions"]))]
     if not (tracking / "wandb").is_dir():

@@ -263,20 +263,58 @@ class GenerationConfig(Section):
     VLLM_CPU_KVCACHE_SPACE GiB instead, 2 unless set)."""
 
 
+LINES = ("unbiased", "biased", "paper")
+DEFAULT_PRIORITY = ["pot", "cot", "l2m"]
+
+
 class MixingConfig(Section):
-    mode: Literal["all", "adaptive", "student"] = "adaptive"
+    line: Literal["unbiased", "biased", "paper"] = "unbiased"
+    """Which data line builds the student's data (docs/fidelity.md, read from the authors' code
+    `github.com/shivam0109/SIKeD`):
+    unbiased: the authors' "selsamp" line. After an iteration the student samples each training
+    question once per strategy of `teacher.strategies` with that strategy's tag prefilled
+    (`generation.samples` each); its correct solutions are kept, at most `max_per_strategy` per
+    question and strategy, and `adaptive` mixing runs per strategy: teacher solutions of strategy s
+    only for the questions the student did not solve with s.
+    biased: the authors' "selsamp-biased" line. The student samples freely (it writes its own tag);
+    `adaptive` adds teacher solutions only for the questions it solved with no strategy; then one
+    solution per question is kept, of the highest strategy in `priority` (the student's own on a
+    tie), and iteration 1 trains on the teacher's data selected the same way.
+    paper: the paper's prose: free sampling and `adaptive` mixing per question, no priority."""
+    mode: Literal["all", "adaptive", "student", "teacher"] = "adaptive"
     """all: every teacher solution plus the student's correct ones; adaptive: teacher solutions only
-    where the student failed; student: the student's own only (the paper's "standard" ablation).
+    where the student failed (per `line`); student: the student's own only (the paper's "standard"
+    ablation); teacher: the teacher-only control, the same iterations, initialisation and step budget
+    as SIKeD trained on the teacher's data only (alpha = 1 every iteration, no sampling stage).
     Whatever the mode, iteration 1 trains on teacher data, and an iteration whose student solved
     nothing falls back to teacher data (recorded as `fallback` in the mix's metrics)."""
-    granularity: Literal["question", "strategy"] = "question"
-    """adaptive: add teacher data where the student failed the question, or the (question, strategy)
-    pair; `strategy` needs forced samples (`loop.sample_mode` forced or both)."""
     max_per_strategy: int = Field(default=1, ge=1)
-    """Teacher (and student) solutions used per question and strategy; SIKeD and every baseline use
-    the same teacher selection (`siked.mixing.select_teacher`)."""
-    priority: list[str] | None = None
-    """Optional strategy priority ("biased" selection)."""
+    """Teacher and student solutions kept per question and strategy (the authors: 1); SIKeD and
+    every baseline use the same teacher selection (`siked.mixing.select_teacher`). The teacher
+    stage's `teacher.keep_per_strategy` is what the teacher data file holds; this is what a mix
+    takes from it."""
+    priority: list[str] = DEFAULT_PRIORITY
+    """biased line only: the strategy order of its one-solution-per-question choice. The authors
+    ran three: [pot, cot, l2m], [cot, pot, l2m] and [l2m, pot, cot]."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "granularity" in data:
+            raise ValueError("mixing.granularity was replaced by mixing.line (unbiased: per strategy, with "
+                             "forced samples; biased and paper: per question, with free samples)")
+        return data
+
+    @model_validator(mode="after")
+    def _priority_only_for_biased(self) -> MixingConfig:
+        if "priority" in self.model_fields_set and self.line != "biased" and self.priority != DEFAULT_PRIORITY:
+            raise ValueError(f"mixing.priority applies to mixing.line=biased only, not {self.line!r}")
+        return self
+
+    @property
+    def sampling(self) -> str:
+        """How the student samples its training questions on this line: forced or free."""
+        return "forced" if self.line == "unbiased" else "free"
 
 
 class LoopConfig(Section):
@@ -287,13 +325,23 @@ class LoopConfig(Section):
     patience: int = Field(default=1, ge=0)
     """Stop after this many iterations without a better validation accuracy (0: never; unused
     without a validation set)."""
-    sample_mode: Literal["free", "forced", "both"] = "both"
-    """How the student samples the training questions after an iteration. free: it writes its own
-    strategy tag; forced: one pass per strategy of `teacher.strategies` with that tag prefilled;
-    both: free and forced passes, as the authors' code samples (the default). Each pass draws
-    `generation.samples` per question, so forced and both cost 3 and 4 times free."""
     baselines: list[Literal["combined", "cot", "l2m", "pot"]] = []
-    """Baselines trained in the same run from the same teacher data, with SIKeD's total step budget."""
+    """Baselines trained in the same run from the same teacher data (`loop.budget`). Each is evaluated
+    on validation at checkpoints (the cumulative steps of every SIKeD iteration and every epoch's
+    end) and its reported model is the checkpoint chosen by SIKeD's rule (`siked.metrics.choose_best`)."""
+    budget: Literal["own_epochs", "equal_steps"] = "own_epochs"
+    """The baselines' training budget. own_epochs: `train.epochs` epochs over each baseline's own
+    data (the authors' rule: 3 epochs for every method); equal_steps: SIKeD's total optimizer steps
+    over all its iterations, so single-strategy baselines see their fewer examples more often."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "sample_mode" in data:
+            raise ValueError("loop.sample_mode was replaced by mixing.line (unbiased samples with each "
+                             "strategy forced; biased and paper sample freely)")
+        return data
+
     routing: bool = False
     """Also decode every evaluation set with each strategy forced (per-question routing, oracle)."""
     report: bool = True
@@ -361,13 +409,11 @@ class SikedConfig(Section):
         return self
 
     @model_validator(mode="after")
-    def _strategy_mixing_needs_forced_samples(self) -> SikedConfig:
-        if self.mixing.granularity == "strategy" and self.loop.sample_mode == "free":
-            raise ValueError(
-                "mixing.granularity=strategy needs forced samples, but loop.sample_mode=free samples "
-                "each question only with the strategy the student picks: set loop.sample_mode to "
-                "forced or both, or mixing.granularity to question"
-            )
+    def _priority_names_taught_strategies(self) -> SikedConfig:
+        unknown = [name for name in self.mixing.priority if name not in self.teacher.strategies]
+        if self.mixing.line == "biased" and unknown:
+            raise ValueError(f"mixing.priority names {unknown}, which teacher.strategies "
+                             f"{self.teacher.strategies} does not teach")
         return self
 
 
@@ -419,7 +465,8 @@ def _format_validation_error(exc: ValidationError, origin: str) -> str:
     """The first invalid field on the first line; any further ones on the lines after it."""
     fields = []
     for err in exc.errors():
-        if not err["loc"]:  # a rule across fields: its message names them; the input is the whole config
+        if not err["loc"] or isinstance(err.get("input"), dict):
+            # a rule across fields (of the config or of a section): its message names them
             fields.append(err["msg"].removeprefix("Value error, "))
             continue
         field = ".".join(str(p) for p in err["loc"])

@@ -59,15 +59,23 @@ def summarize(verdicts: Sequence[Verdict]) -> dict:
     ).dump()
 
 
-def kl_divergence(p: Mapping[str, float], q: Mapping[str, float], eps: float = 1e-6) -> float:
-    """KL(p || q) over the union of strategy names, with q smoothed by `eps` so it stays finite."""
-    names = sorted(set(p) | set(q))
-    if not names:
-        return 0.0
-    q_smooth = {n: q.get(n, 0.0) + eps for n in names}
-    norm = sum(q_smooth.values())
+def kl_add_one(train_counts: Mapping[str, int], student_counts: Mapping[str, int],
+               names: Iterable[str] = ()) -> float | None:
+    """KL(P_train || P_student) in nats, P_student add-one (Laplace) smoothed over the strategies.
+
+    P_train is the training mix's shares; P_student is (count + 1) / (N + K) over the K names that
+    appear in either, or in `names` (the taught strategies). A strategy the student never picked
+    therefore weighs as one pick in N + K, so the value is bounded by ln(N + K) and reflects the
+    student's choices, not a tiny constant; the smoothing's own effect shrinks as N grows.
+    None when either side has no counts."""
+    train_total, student_total = sum(train_counts.values()), sum(student_counts.values())
+    if not train_total or not student_total:
+        return None
+    support = sorted(set(names) | set(train_counts) | set(student_counts))
+    denominator = student_total + len(support)
     return sum(
-        p[n] * math.log(p[n] / (q_smooth[n] / norm)) for n in names if p.get(n, 0.0) > 0.0
+        (count / train_total) * math.log((count / train_total) / ((student_counts.get(n, 0) + 1) / denominator))
+        for n in support if (count := train_counts.get(n, 0)) > 0
     )
 
 
@@ -136,7 +144,9 @@ def run_overview(run_dir: Path) -> dict:
             "alpha": train.alpha if train.alpha is not None else 0.0,
             "train": distribution_from_counts(train.strategy_counts),
             "student": distribution_from_counts(entry.student.strategy_counts if entry.student else {}),
-            "kl": entry.kl_train_student,
+            "kl": entry.kl_train_samples,
+            "kl_validation": entry.kl_train_validation if entry.kl_train_validation is not None
+            else entry.kl_train_student,
             "validation": entry.eval[VALIDATION].accuracy if VALIDATION in entry.eval else None,
         })
     return {

@@ -22,12 +22,13 @@ from rich.console import Console
 
 from siked.config import DatasetSpec, LauncherConfig, SikedConfig, dump_config
 from siked.data import load_spec, split_validation
-from siked.evaluation import distribution_from_counts, kl_divergence
+from siked.evaluation import kl_add_one
 from siked.io import read_jsonl, write_jsonl
 from siked.metrics import (
     METRICS_FILE,
     VALIDATION,
     Baseline,
+    Checkpoint,
     DataInfo,
     EvalInfo,
     Iteration,
@@ -51,6 +52,7 @@ from siked.rundir import RunDir, eval_file, file_key, now
 from siked.runlock import run_lock
 from siked.stages import StageRequest, run_stage
 from siked.student.models import PRUNED, disk_bytes, prune_merged
+from siked.student.snapshots import snapshot_dir
 from siked.student.trainer_args import check_train_settings
 from siked.tracking import Tracker, iteration_scalars
 
@@ -172,7 +174,7 @@ class Loop:
     # -- the student ----------------------------------------------------------------------
 
     def train(self, name: str, data: Datasets, previous: Path | None,
-              max_steps: int | None = None) -> tuple[Path, TrainInfo]:
+              max_steps: int | None = None, snapshot_at: list[int] | None = None) -> tuple[Path, TrainInfo]:
         """Train on `name`/train.jsonl (the mix) under `train.launcher`."""
         model_dir = self.path(name, "model")
         stage = f"{name}/train"
@@ -180,19 +182,21 @@ class Loop:
             return model_dir, self.recorded(stage, TrainInfo)
         args = {"data": str(self.path(name, "train.jsonl")), "questions": str(data.paths["train"]),
                 "out_dir": str(model_dir), "previous": str(previous) if previous else None, "max_steps": max_steps}
+        if snapshot_at is not None:
+            args["snapshot_at"] = snapshot_at
         with self.tracker.training(name, child_process=self.config.loop.stage_processes) as trainer_args:
             info = self.heavy(stage, TrainInfo, "train", {**args, "trainer_args": trainer_args},
                               launcher=self.config.train.launcher)
         return model_dir, info
 
-    def evaluate(self, name: str, model_dir: Path, data: Datasets) -> EvalInfo:
+    def evaluate(self, name: str, model_dir: Path, data: Datasets, validation_only: bool = False) -> EvalInfo:
         """Greedy decoding of every evaluation set (validation first), the student choosing its strategy."""
         sets = {key: {"problems": str(data.paths[key]), "out": str(eval_file(self.path(name), key))}
-                for key, problems in data.eval_sets().items() if problems}
+                for key, problems in data.eval_sets().items() if problems and (key == VALIDATION or not validation_only)}
         return self.heavy(f"{name}/eval", EvalInfo, "evaluate", {"model": str(model_dir), "name": name, "sets": sets})
 
     def sample(self, name: str, model_dir: Path, data: Datasets) -> list[Solution]:
-        """The student's own solutions on the training questions (`loop.sample_mode`); returns the correct ones."""
+        """The student's own solutions on the training questions (as `mixing.line` samples); returns the correct ones."""
         samples_path = self.path(name, "samples.jsonl")
         verdicts_path = self.path(name, "sample_verdicts.jsonl")
         self.heavy(f"{name}/sample", SampleInfo, "sample", {
@@ -207,7 +211,7 @@ class Loop:
         cfg = self.config.mixing
 
         def run_mix() -> tuple[list[Path], MixInfo]:
-            mixed = mix(teacher, student_correct, cfg.mode, cfg.granularity, cfg.max_per_strategy, cfg.priority,
+            mixed = mix(teacher, student_correct, cfg.mode, cfg.line, cfg.max_per_strategy, cfg.priority,
                         first_iteration=first_iteration)
             write_jsonl(path, mixed.records)
             train = TrainStats(teacher_count=mixed.teacher_count, student_count=mixed.student_count,
@@ -243,10 +247,13 @@ class Loop:
             if loop.patience and data.validation and non_improving >= loop.patience:
                 self.stopped = f"patience: no better validation accuracy for {non_improving} iteration(s)"
                 break
-            student_correct = self.sample(name, model_dir, data)
+            if self.config.mixing.mode != "teacher":  # the control trains on no student data
+                student_correct = self.sample(name, model_dir, data)
             previous = model_dir
 
-    def baseline(self, method: str, data: Datasets, teacher: list[Solution], max_steps: int | None) -> None:
+    def baseline(self, method: str, data: Datasets, teacher: list[Solution]) -> None:
+        """Train one baseline under `loop.budget`, evaluate its snapshots on validation and its chosen
+        one (SIKeD's rule) on every set."""
         name = f"baselines/{method}"
         records = select_teacher(teacher, self.config.mixing.max_per_strategy,
                                  None if method == "combined" else [method])
@@ -255,8 +262,34 @@ class Loop:
             self.stage(f"{name}/mix", MixInfo, lambda: ([path], MixInfo(train=TrainStats(
                 teacher_count=write_jsonl(path, records), student_count=0, alpha=1.0,
                 strategy_counts=dict(sorted(Counter(r.strategy for r in records).items()))))))
-        model_dir, _ = self.train(name, data, None, max_steps=max_steps)
+        siked_steps = self.cumulative_steps() if method != self.config.loop.method else []
+        budget = siked_steps[-1] if siked_steps and self.config.loop.budget == "equal_steps" else None
+        model_dir, info = self.train(name, data, None, max_steps=budget, snapshot_at=siked_steps)
+        if data.validation and info.snapshots:
+            for step in info.snapshots:
+                self.evaluate(f"{name}/step-{step}", snapshot_dir(model_dir, step), data, validation_only=True)
+            chosen, _ = choose_best([(c.step, c.validation) for c in self.checkpoints(name)])
+            model_dir = snapshot_dir(model_dir, chosen)
         self.evaluate(name, model_dir, data)
+
+    def checkpoints(self, name: str) -> list[Checkpoint]:
+        """A baseline's snapshots with their validation accuracy (those evaluated so far)."""
+        info = self.recorded(f"{name}/train", TrainInfo)
+        points = []
+        for step in info.snapshots:
+            scores = self.recorded(f"{name}/step-{step}/eval", EvalInfo).eval
+            if VALIDATION in scores:
+                points.append(Checkpoint(step=step, validation=scores[VALIDATION].rate,
+                                         model=f"{name}/model/snapshots/step-{step}"))
+        return points
+
+    def cumulative_steps(self) -> list[int]:
+        """SIKeD's optimizer steps at the end of each iteration, summed over iterations."""
+        steps, total = [], 0
+        for name in self.iteration_names():
+            total += self.recorded(f"{name}/train", TrainInfo).steps or 0
+            steps.append(total)
+        return [s for s in steps if s]
 
     def execute(self) -> Path:
         try:
@@ -271,11 +304,10 @@ class Loop:
         if loop.method == "siked":
             self.iterate(data, teacher)
         else:
-            self.baseline(loop.method, data, teacher, None)
-        budget = self.total_steps()
+            self.baseline(loop.method, data, teacher)
         for method in loop.baselines:
             if method != loop.method:
-                self.baseline(method, data, teacher, budget)
+                self.baseline(method, data, teacher)
         if loop.routing:
             self.route(data)
         if loop.keep_merged == "last":
@@ -301,8 +333,13 @@ class Loop:
         names = self.iteration_names()
         keep = {self.best_iteration(), names[-1] if names else None}
         models = [*names, *(f"baselines/{m}" for m in self.config.loop.baselines)]
-        freed = sum(prune_merged(self.path(name, "model"), f"kept: {', '.join(sorted(k for k in keep if k))}")
-                    for name in models if name not in keep and self.path(name, "model").is_dir())
+        why = f"kept: {', '.join(sorted(k for k in keep if k))}"
+        folders = [self.path(name, "model") for name in models if name not in keep]
+        for method in self.config.loop.baselines:  # the snapshots' serving copies, but the chosen one's
+            chosen = self.baseline_metrics(method).chosen_step
+            folders += [snapshot_dir(self.path(f"baselines/{method}", "model"), c.step)
+                        for c in self.checkpoints(f"baselines/{method}") if c.step != chosen]
+        freed = sum(prune_merged(folder, why) for folder in folders if folder.is_dir())
         if freed:
             self.console.print(f"  merged weights of earlier models deleted (loop.keep_merged=last): "
                                f"{freed / 2**20:.0f} MB freed")
@@ -324,10 +361,6 @@ class Loop:
         evaluated = [n for n in self.iteration_names() if self.run.is_done(f"{n}/eval")]
         results = {n: self.recorded(f"{n}/eval", EvalInfo).eval for n in evaluated}
         return choose_best([(n, r[VALIDATION].accuracy if VALIDATION in r else None) for n, r in results.items()])
-
-    def total_steps(self) -> int | None:
-        steps = [self.recorded(f"{n}/train", TrainInfo).steps for n in self.iteration_names()]
-        return sum(s for s in steps if s) or None
 
     def backends_used(self) -> str | None:
         """The generation backends that sampling and evaluation ran on, with why, e.g.
@@ -365,13 +398,22 @@ class Loop:
         folder = self.path(name)
         entry.disk_mb = round(disk_bytes(folder) / 2**20, 1)
         entry.merged_pruned = (folder / "model" / PRUNED).is_file()
-        train_dist = distribution_from_counts(train.strategy_counts)
-        # The student's greedy choices on the validation questions: recorded for every iteration,
-        # the last included (which samples nothing), so the KL is comparable across iterations.
-        chosen = entry.eval[VALIDATION].strategy_distribution if VALIDATION in entry.eval else {}
-        if train_dist and chosen:
-            entry.kl_train_student = kl_divergence(train_dist, chosen)
+        taught = self.config.teacher.strategies
+        if sampled.student and "free" in sampled.student.by_mode:
+            entry.kl_train_samples = kl_add_one(train.strategy_counts, sampled.student.by_mode["free"].strategy_counts,
+                                                taught)
+        if VALIDATION in entry.eval:  # the greedy choices: every iteration has them, the last included
+            validation = entry.eval[VALIDATION]
+            chosen = {name: round(share * validation.total) for name, share in validation.strategy_distribution.items()}
+            entry.kl_train_validation = kl_add_one(train.strategy_counts, chosen, taught)
         return entry
+
+    def baseline_metrics(self, method: str) -> Baseline:
+        name = f"baselines/{method}"
+        points = self.checkpoints(name)
+        chosen, _ = choose_best([(c.step, c.validation) for c in points])
+        return Baseline(train=self.train_stats(name), eval=self.recorded(f"{name}/eval", EvalInfo).eval,
+                        checkpoints=points, chosen_step=chosen, budget=self.config.loop.budget)
 
     def metrics(self) -> Metrics:
         teacher_stats = self.recorded("teacher", TeacherInfo).stats
@@ -399,9 +441,7 @@ class Loop:
             best_model=f"{best}/model" if best else None,
             best_rule=best_rule,
             stopped=self.stopped,
-            baselines={method: Baseline(train=self.train_stats(f"baselines/{method}"),
-                                        eval=self.recorded(f"baselines/{method}/eval", EvalInfo).eval)
-                       for method in baselines},
+            baselines={method: self.baseline_metrics(method) for method in baselines},
             **optional,
         )
 

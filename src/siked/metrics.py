@@ -125,7 +125,7 @@ class StudentStats(Record):
     strategy_counts: dict[str, int] = {}
     """The strategies of the free samples (all samples when nothing was free)."""
     by_mode: dict[str, StudentStats] = {}
-    """The same per sampling pass of `loop.sample_mode` (free, or a forced strategy)."""
+    """The same per sampling pass (free, or a forced strategy: `mixing.line`)."""
 
 
 class RoutingResult(Record):
@@ -216,6 +216,8 @@ class TrainInfo(StageInfo):
     train_loss: float | None = None
     tokens_per_s: float | None = None
     processes: int | None = None
+    snapshots: list[int] = []
+    """Steps of the loadable snapshots the training wrote (baselines: for the choice on validation)."""
 
 
 class GenerationStageInfo(StageInfo):
@@ -248,7 +250,13 @@ class Iteration(Record):
     eval: dict[str, EvalResult] = {}
     student: StudentStats | None = None
     kl_train_student: float | None = None
-    """KL(training mix || the student's greedy choices on the validation questions)."""
+    """Runs before the sampled KL: KL(mix || greedy validation choices) smoothed with 1e-6 (not written now)."""
+    kl_train_samples: float | None = None
+    """The paper's KL(P_train || P_SM): P_train the mix's strategy shares, P_SM the strategies of the
+    student's free samples after this iteration's training, add-one smoothed (`siked.evaluation.kl_smoothed`);
+    None where the student sampled no free pass (the unbiased line forces every strategy) or not at all."""
+    kl_train_validation: float | None = None
+    """KL(P_train || the student's greedy strategy choices on the validation questions), add-one smoothed."""
     generation_backend: dict[str, str] = {}
     """The backend each generating stage of the iteration ran on, e.g. {eval: vllm, sample: vllm}."""
     disk_mb: float | None = None
@@ -257,9 +265,25 @@ class Iteration(Record):
     """Its merged weights were deleted at the end of the run (`loop.keep_merged: last`)."""
 
 
+class Checkpoint(Record):
+    """One model on a validation curve: its cumulative optimizer steps and validation accuracy."""
+
+    step: int
+    validation: float | None = None
+    model: str | None = None
+    """Its folder in the run directory (`iter2/model`, `baselines/pot/model/snapshots/step-36`)."""
+
+
 class Baseline(Record):
     train: TrainStats | None = None
     eval: dict[str, EvalResult] = {}
+    """The chosen checkpoint's results."""
+    checkpoints: list[Checkpoint] = []
+    """Every snapshot's validation accuracy, in step order (empty in runs before snapshots)."""
+    chosen_step: int | None = None
+    """The checkpoint chosen on validation by SIKeD's rule (`choose_best`)."""
+    budget: str | None = None
+    """`loop.budget` it trained under: own_epochs or equal_steps."""
 
 
 class RunInfo(Record):
@@ -292,7 +316,7 @@ class Metrics(Record):
     teacher: TeacherStats | None = None
     iterations: list[Iteration]
     best_iteration: int | None = None
-    """1-based number of the iteration chosen on validation (`best_of`)."""
+    """1-based number of the iteration chosen on validation (`choose_best`)."""
     best_model: str | None = None
     best_rule: str | None = None
     """The rule that chose the best iteration (None in older runs: validation accuracy)."""
@@ -327,6 +351,32 @@ def choose_best(scores: Sequence[tuple[T, float | None]]) -> tuple[T | None, str
     if scores:
         return scores[-1][0], BEST_IS_LAST
     return None, None
+
+
+def run_label(run: RunInfo) -> str:
+    """How a run's own model is named: `SIKeD unbiased adaptive`, `teacher-only control (unbiased)`,
+    or a lone baseline's method."""
+    if run.method and run.method != "siked":
+        return run.method
+    mode, line = run.mixing.get("mode", ""), run.mixing.get("line")
+    if mode == "teacher":
+        return f"teacher-only control ({line})" if line else "teacher-only control"
+    return " ".join(part for part in ("SIKeD", line, mode) if part)
+
+
+def validation_curves(metrics: Metrics) -> dict[str, list[Checkpoint]]:
+    """Validation accuracy against cumulative optimizer steps: the run's own iterations (one point
+    each) and every baseline's snapshots; models without a validation result are left out."""
+    points, total = [], 0
+    for it in metrics.iterations:
+        total += (it.train.steps or 0) if it.train else 0
+        if VALIDATION in it.eval and total:
+            points.append(Checkpoint(step=total, validation=it.eval[VALIDATION].rate, model=f"iter{it.iteration}/model"))
+    curves = {run_label(metrics.run): points} if points else {}
+    for method, baseline in metrics.baselines.items():
+        if baseline.checkpoints:
+            curves[method] = list(baseline.checkpoints)
+    return curves
 
 
 def new_metrics(**fields: Any) -> Metrics:

@@ -1,10 +1,16 @@
 """Self-guided mixing of teacher and student data (step 5 of SIKeD).
 
-Pure functions over problem ids, never question text:
+Pure functions over problem ids, never question text. The mode says what a mix takes:
 - `all`: every kept teacher solution plus the student's correct ones;
-- `adaptive`: teacher solutions only where the student failed, per question (the student solved
-  it with no strategy) or per question and strategy (as when each strategy's sampling is forced);
-- `student`: the student's correct solutions only (the paper's "standard" ablation).
+- `adaptive`: teacher solutions only where the student failed;
+- `student`: the student's correct solutions only (the paper's "standard" ablation);
+- `teacher`: the teacher's solutions only, every iteration (the teacher-only control).
+
+The line (`mixing.line`, docs/fidelity.md) says what "failed" means and what is kept:
+- `unbiased` (the authors' selsamp line): per question and strategy, from forced samples;
+- `biased` (selsamp-biased): per question, from free samples, then one solution per question of the
+  highest strategy in a priority order (the student's own on a tie);
+- `paper` (the paper's prose): per question, from free samples.
 
 Iteration 1 trains on teacher data whatever the mode, and an iteration whose mix would be empty
 (the student solved nothing in `student` mode) falls back to teacher data; `Mix.fallback` says so.
@@ -13,13 +19,14 @@ The teacher records any method trains on, SIKeD or a baseline, come from `select
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from siked.records import Solution, Verdict
 
-MIX_MODES = ("all", "adaptive", "student")
+MIX_MODES = ("all", "adaptive", "student", "teacher")
+LINES = ("unbiased", "biased", "paper")
 GRANULARITIES = ("question", "strategy")
 
 
@@ -84,20 +91,21 @@ def cap_per_strategy(records: Iterable[Solution], limit: int) -> list[Solution]:
     return kept
 
 
-def prefer_strategies(records: Iterable[Solution], priority: Sequence[str]) -> list[Solution]:
-    """Biased selection: per question keep only its highest-priority strategy that has solutions.
+def one_per_question(records: Iterable[Solution], priority: Sequence[str]) -> list[Solution]:
+    """The biased line's choice: per question, the first record of its highest-priority strategy.
 
-    Strategies missing from `priority` rank after the listed ones, in their usual order.
-    """
+    Strategies missing from `priority` rank after the listed ones. Records keep their input order
+    otherwise, so listing the student's solutions first prefers them on a tie (the authors' code
+    leaves that tie to an unstable sort)."""
     rank = {name: i for i, name in enumerate(priority)}
-    by_question: dict[str, list[Solution]] = defaultdict(list)
-    for record in records:
-        by_question[record.problem_id].append(record)
-    kept = []
-    for group in by_question.values():
-        best = min(rank.get(r.strategy, len(rank)) for r in group)
-        kept.extend(r for r in group if rank.get(r.strategy, len(rank)) == best)
-    return kept
+    chosen: dict[str, tuple[int, int]] = {}
+    records = list(records)
+    for index, record in enumerate(records):
+        key = (rank.get(record.strategy, len(rank)), index)
+        if record.problem_id not in chosen or key < chosen[record.problem_id]:
+            chosen[record.problem_id] = key
+    keep = {index for _, index in chosen.values()}
+    return [record for index, record in enumerate(records) if index in keep]
 
 
 def teacher_for_unsolved(
@@ -122,13 +130,20 @@ def select_teacher(
     return cap_per_strategy(deduplicate(wanted), max_per_strategy)
 
 
+def adaptive_granularity(line: str) -> str:
+    """Where a line's adaptive mixing looks for the student's failures: per question or per strategy."""
+    if line not in LINES:
+        raise ValueError(f"unknown mixing line {line!r} (one of {', '.join(LINES)})")
+    return "strategy" if line == "unbiased" else "question"
+
+
 def mix(
     teacher: Sequence[Solution],
     student_correct: Sequence[Solution],
     mode: str,
-    granularity: str = "question",
+    line: str = "unbiased",
     max_per_strategy: int = 1,
-    priority: Sequence[str] | None = None,
+    priority: Sequence[str] = (),
     *,
     first_iteration: bool = False,
 ) -> Mix:
@@ -138,14 +153,14 @@ def mix(
     teacher = select_teacher(teacher, max_per_strategy)
     student = cap_per_strategy(deduplicate(student_correct), max_per_strategy)
     fallback = None
-    if first_iteration:
+    if first_iteration or mode == "teacher":
         student, teacher_part = [], list(teacher)
-        if mode == "student":
+        if first_iteration and mode == "student":
             fallback = "iteration 1: teacher data (the student has no solutions yet)"
     elif mode == "all":
         teacher_part = list(teacher)
     elif mode == "adaptive":
-        teacher_part = teacher_for_unsolved(teacher, student, granularity)
+        teacher_part = teacher_for_unsolved(teacher, student, adaptive_granularity(line))
     elif student:
         teacher_part = []
     else:
@@ -156,14 +171,15 @@ def mix(
         t for t in teacher_part
         if (t.problem_id, t.strategy, _normalized(t.solution)) not in student_keys
     ]
-    if priority:
-        teacher_part = prefer_strategies(teacher_part, priority)
-        student = prefer_strategies(student, priority)
-    records = teacher_part + student
+    records = student + teacher_part
+    if line == "biased":
+        records = one_per_question(records, priority)
+    from_student = {id(s) for s in student}
+    student_count = sum(id(r) in from_student for r in records)
     return Mix(
         records=records,
-        teacher_count=len(teacher_part),
-        student_count=len(student),
+        teacher_count=len(records) - student_count,
+        student_count=student_count,
         strategy_counts=dict(Counter(r.strategy for r in records)),
         fallback=fallback,
     )

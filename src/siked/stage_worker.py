@@ -84,16 +84,19 @@ def teach_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tupl
 @stage_kind("train")
 def train_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], TrainInfo]:
     """args: data (solutions JSONL), questions (problems JSONL), out_dir, previous, max_steps,
-    trainer_args (SFTConfig fields from the loop's tracking)."""
+    trainer_args (SFTConfig fields from the loop's tracking), snapshot_at (steps of loadable
+    snapshots, besides every epoch's end; absent: none)."""
+    from siked.student.snapshots import snapshot_steps
     from siked.student.train import train_student
 
     records = read_jsonl(args["data"], Solution)
     by_id = {p.id: p for p in read_jsonl(args["questions"], Problem)}
     result = train_student([(by_id[r.problem_id], r) for r in records], config, args["out_dir"],
                            previous=args.get("previous"), max_steps=args.get("max_steps"), console=console,
-                           trainer_args=args.get("trainer_args"))
+                           trainer_args=args.get("trainer_args"), snapshot_at=args.get("snapshot_at"))
     return [str(args["out_dir"])], TrainInfo(examples=len(records), steps=result.steps, train_loss=result.train_loss,
-                                             tokens_per_s=result.tokens_per_s, processes=result.processes)
+                                             tokens_per_s=result.tokens_per_s, processes=result.processes,
+                                             snapshots=snapshot_steps(args["out_dir"]))
 
 
 @stage_kind("evaluate")
@@ -118,10 +121,8 @@ def evaluate_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> t
 
 
 def sample_modes(config: SikedConfig) -> list[str]:
-    """The sampling passes of `loop.sample_mode`: free, one per taught strategy, or both."""
-    mode = config.loop.sample_mode
-    forced = list(config.teacher.strategies)
-    return ["free"] if mode == "free" else forced if mode == "forced" else ["free", *forced]
+    """The sampling passes of `mixing.line`: one free pass, or one per taught strategy (unbiased)."""
+    return list(config.teacher.strategies) if config.mixing.sampling == "forced" else ["free"]
 
 
 @stage_kind("sample")

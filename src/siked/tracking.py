@@ -73,7 +73,8 @@ def iteration_scalars(entry: Iteration | Mapping[str, Any], teacher: TeacherStat
         sampled = it.student.strategy_counts
         for name, count in sampled.items():
             scalars[f"student/choice/{name}"] = count / max(1, sum(sampled.values()))
-    scalars["kl_train_student"] = it.kl_train_student
+    scalars["kl/train_samples"] = it.kl_train_samples
+    scalars["kl/train_validation"] = it.kl_train_validation
     scalars.update({"teacher/cost": stats.cost, "teacher/prompt_tokens": stats.prompt_tokens,
                     "teacher/completion_tokens": stats.completion_tokens})
     return {key: float(value) for key, value in scalars.items() if value is not None}

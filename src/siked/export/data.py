@@ -193,7 +193,7 @@ def dataset_card(artifacts: RunArtifacts, rows: dict[str, int]) -> str:
                      f"{block.solve_rate or 0:.1%} | {block.sample_accuracy or 0:.1%} |")
     lines += [
         "\n## Training mixes\n",
-        f"Mixing: `{config.mixing.mode}` by {config.mixing.granularity}. Config `mix`, split `iterN`: the "
+        f"Mixing: `{config.mixing.mode}` on the {config.mixing.line} line. Config `mix`, split `iterN`: the "
         "data iteration N trained on (`source` tells teacher from student rows).\n",
         "| iteration | rows | teacher | student |", "|---|---|---|---|",
     ]

@@ -148,7 +148,7 @@ def model_card(artifacts: RunArtifacts, name: str, entry: Iteration, kind: str, 
         f"- exported: `{kind}` weights of {name} (the run's chosen model: "
         f"{(metrics.best_model or '?').removesuffix('/model')}, by {metrics.best_rule or 'validation accuracy'}); "
         f"stopped: {metrics.stopped}",
-        f"- method: `{config.loop.method}`, mixing `{config.mixing.mode}` by {config.mixing.granularity}; "
+        f"- method: `{config.loop.method}`, mixing `{config.mixing.mode}` on the {config.mixing.line} line; "
         f"iterations: {len(metrics.iterations)}, teacher share alpha per iteration: {alphas}",
         f"- training: LoRA r={config.train.lora_r}, alpha={config.train.lora_alpha}, init={config.train.init}, "
         f"learning rate {config.train.learning_rate}" if not config.train.full_finetune else "- training: all weights",

@@ -100,7 +100,7 @@ def iteration_rows(loaded: list[tuple[str, Metrics]]) -> list[str]:
             rows.append(f"| {label} | {it.iteration} | {fmt_num(train.alpha)} | {fmt_num(train.teacher_count)} + "
                         f"{fmt_num(train.student_count)} | {teacher} | "
                         f"{fmt_distribution(distribution_from_counts(train.strategy_counts))} | {samples} | {solved} | "
-                        f"{fmt_num(it.kl_train_student, 3)} | {per_strategy or MISSING} |")
+                        f"{fmt_num(it.kl_train_samples, 3)} | {per_strategy or MISSING} |")
     return rows
 
 

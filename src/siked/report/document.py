@@ -106,11 +106,15 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def fmt_mixing(mixing: dict[str, Any]) -> str:
+    """`unbiased line, adaptive mixing (max_per_strategy: 1)`; older runs without a line as recorded."""
     if not mixing:
         return MISSING
-    mode = mixing.get("mode", MISSING)
-    rest = ", ".join(f"{key}: {value}" for key, value in mixing.items() if key != "mode")
-    return f"{mode} ({rest})" if rest else str(mode)
+    mode, line = mixing.get("mode", MISSING), mixing.get("line")
+    shown = {key: value for key, value in mixing.items()
+             if key not in ("mode", "line") and not (key == "priority" and line != "biased")}
+    rest = ", ".join(f"{key}: {value}" for key, value in shown.items())
+    head = f"{line} line, {mode} mixing" if line else str(mode)
+    return f"{head} ({rest})" if rest else head
 
 
 def iteration_list(numbers: list[int]) -> str:

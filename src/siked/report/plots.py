@@ -10,7 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from siked.metrics import NO_STRATEGY
+from siked.metrics import NO_STRATEGY, run_label, validation_curves
 from siked.report.document import DPI, Plot
 from siked.report.view import RunView, ordered_strategies
 
@@ -192,11 +192,56 @@ def plot_alpha(view: RunView) -> Plot | None:
 
 
 def plot_kl(view: RunView) -> Plot | None:
-    values = {it.iteration: it.kl_train_student for it in view.iterations
-              if it.kl_train_student is not None}
-    return plot_series(view, "kl", values, "KL(train ‖ student)",
-                       "KL divergence between the training mix's strategy distribution and the "
-                       "student's (its greedy choices on the validation questions).")
+    """The paper's KL(P_train ‖ P_SM) from free samples, and the same against greedy validation choices."""
+    series = {
+        "KL(train ‖ free samples)": {it.iteration: it.kl_train_samples for it in view.iterations
+                                     if it.kl_train_samples is not None},
+        "KL(train ‖ greedy validation choices)": {
+            it.iteration: it.kl_train_validation for it in view.iterations if it.kl_train_validation is not None},
+    }
+    series = {label: values for label, values in series.items() if values}
+    if not series:
+        return None
+    figure = new_figure(4.6, 2.8)
+    ax = figure.subplots()
+    for index, (label, values) in enumerate(series.items()):
+        ax.plot(list(values), list(values.values()), marker="o", label=label,
+                color=SIKED_COLOR if index == 0 else METHOD_COLORS[0])
+    style_axes(ax, "KL(train ‖ student)", "iteration", "nats")
+    ax.set_xticks([it.iteration for it in view.iterations])
+    shared_legend(figure, [ax])
+    return finish(figure, "kl", "KL divergence of the student's strategy choices from the training mix's "
+                  "(add-one smoothed): its free samples after training (the paper's P_SM) and its greedy "
+                  "choices on the validation questions.")
+
+
+def plot_validation_curves(view: RunView) -> Plot | None:
+    """Validation accuracy against cumulative optimizer steps, one line per model; stars: chosen."""
+    curves = validation_curves(view.metrics)
+    if not curves or sum(len(points) for points in curves.values()) < 2:
+        return None
+    figure = new_figure(5.2, 3.0)
+    ax = figure.subplots()
+    chosen = {method: b.chosen_step for method, b in view.metrics.baselines.items()}
+    if view.best is not None:
+        chosen[run_label(view.metrics.run)] = next(
+            (p.step for p in curves.get(run_label(view.metrics.run), []) if p.model == f"iter{view.best.iteration}/model"),
+            None)
+    for index, (label, points) in enumerate(curves.items()):
+        color = SIKED_COLOR if index == 0 and label == run_label(view.metrics.run) else \
+            METHOD_COLORS[index % len(METHOD_COLORS)]
+        steps = [p.step for p in points]
+        values = [100 * (p.validation or 0.0) for p in points]
+        ax.plot(steps, values, marker="o", color=color, label=label)
+        best = dict(zip(steps, values, strict=True)).get(chosen.get(label))
+        if best is not None:
+            ax.plot([chosen[label]], [best], marker="*", markersize=12, linestyle="none", color="gold",
+                    markeredgecolor=color)
+    style_axes(ax, "Validation accuracy against training steps", "optimizer steps", "accuracy (%)")
+    shared_legend(figure, [ax])
+    return finish(figure, "validation_curves",
+                  "Validation accuracy of every model at its checkpoints (SIKeD: each iteration's end, at its "
+                  "cumulative steps); stars: the checkpoint each method reports, chosen on validation.")
 
 
 def plot_strategy_choice(view: RunView) -> Plot | None:

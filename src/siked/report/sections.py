@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from siked.metrics import BEST_IS_LAST, VALIDATION, TeacherStrategyStats, TrainStats
+from siked.metrics import BEST_IS_LAST, VALIDATION, TeacherStrategyStats, TrainStats, run_label
 from siked.report.document import (
     BEST_MARK,
     MISSING,
@@ -29,6 +29,7 @@ from siked.report.plots import (
     plot_kl,
     plot_strategy_choice,
     plot_strategy_mix,
+    plot_validation_curves,
 )
 from siked.report.view import CONFIG_FILE, RunView, ordered_statuses, ordered_strategies
 
@@ -95,6 +96,7 @@ def header_blocks(view: RunView) -> list[Block]:
     status = run.finished or "not finished (in progress or interrupted)"
     rows = [
         ["Run directory", str(view.run_dir)],
+        ["Method", run_label(run)],
         ["Teacher backend", run.teacher_backend or MISSING],
         ["Teacher data", teacher_data_origin(run.reference_solutions)],
         ["Student model", run.student_model or MISSING],
@@ -135,7 +137,8 @@ def missing_items(view: RunView) -> list[str]:
         items.append("best_iteration (the run has not chosen one; marked here by validation accuracy)")
     elif metrics.best_iteration is not None and not view.best_recorded:
         items.append(f"iteration {metrics.best_iteration}, named as the best one, has no record")
-    if view.iterations and all(it.kl_train_student is None for it in view.iterations):
+    if view.iterations and all(it.kl_train_samples is None and it.kl_train_validation is None
+                               and it.kl_train_student is None for it in view.iterations):
         items.append("KL(train ‖ student)")
     if metrics.teacher is None:
         items.append("teacher statistics")
@@ -178,18 +181,25 @@ def baselines_section(view: RunView) -> Section:
     baselines = view.metrics.baselines
     if not baselines:
         return Section("Baselines vs SIKeD", ["No baselines in metrics.json (not run, or not finished yet)."])
-    methods = [(f"baseline: {name}", b.eval, b.train) for name, b in baselines.items()]
+    methods = [(f"baseline: {name}", b.eval, b.train, b.chosen_step) for name, b in baselines.items()]
     if view.best is not None:
-        methods.append((view.best_label, view.best.eval, view.best.train))
+        methods.append((view.best_label, view.best.eval, view.best.train, None))
     rows = [
-        [label, fmt_num(train.examples if train else None), *(fmt_score(results.get(d)) for d in view.datasets)]
-        for label, results, train in methods
+        [label, fmt_num(train.examples if train else None), fmt_num(chosen),
+         *(fmt_score(results.get(d)) for d in view.datasets)]
+        for label, results, train, chosen in methods
     ]
+    budget = next((b.budget for b in baselines.values() if b.budget), None)
+    budgets = {"own_epochs": "its own `train.epochs` epochs over its own data (the authors' rule)",
+               "equal_steps": "SIKeD's total optimizer steps (`loop.budget: equal_steps`)"}
     blocks: list[Block] = [
-        "Each baseline is trained once on teacher data (`combined`: all strategies; otherwise one strategy). "
-        "SIKeD is shown at its best iteration.",
-        Table(["Method", "Train examples", *view.datasets], rows),
+        "Each baseline is trained once on teacher data (`combined`: all strategies; otherwise one strategy) "
+        f"for {budgets.get(budget or '', 'SIKeD’s total optimizer steps')}; it is evaluated on validation at "
+        "its checkpoints (SIKeD's cumulative iteration steps and every epoch's end) and reported at the one "
+        "validation chose, by SIKeD's rule. SIKeD is shown at its best iteration.",
+        Table(["Method", "Train examples", "Chosen step", *view.datasets], rows),
         plot_baselines(view),
+        plot_validation_curves(view),
     ]
     return Section("Baselines vs SIKeD", blocks)
 
@@ -205,11 +215,12 @@ def training_section(view: RunView) -> Section:
         rows.append([
             str(it.iteration), fmt_num(train.examples), fmt_num(train.teacher_count),
             fmt_num(train.student_count), fmt_num(train.alpha), fmt_num(train.train_loss, 3),
-            fmt_num(train.steps), fmt_num(train.tokens_per_s, 1), fmt_num(it.kl_train_student, 3),
+            fmt_num(train.steps), fmt_num(train.tokens_per_s, 1), fmt_num(it.kl_train_samples, 3),
+            fmt_num(it.kl_train_validation if it.kl_train_validation is not None else it.kl_train_student, 3),
             fmt_disk(it.disk_mb, it.merged_pruned),
         ])
     headers = ["Iteration", "Examples", "Teacher", "Student", "α", "Train loss", "Steps", "Tokens/s",
-               "KL(train ‖ student)", "Disk (MB)"]
+               "KL(train ‖ free samples)", "KL(train ‖ greedy validation)", "Disk (MB)"]
     fallbacks = [f"Iteration {it.iteration}: {it.train.fallback}." for it in view.iterations
                  if it.train and it.train.fallback]
     blocks: list[Block] = [

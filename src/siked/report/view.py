@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from siked.errors import one_line
-from siked.metrics import NO_STRATEGY, VALIDATION, Iteration, Metrics, MetricsError
+from siked.metrics import NO_STRATEGY, VALIDATION, Iteration, Metrics, MetricsError, run_label
 
 CONFIG_FILE = "config.yaml"
 STRATEGY_ORDER = ("cot", "l2m", "pot")
@@ -45,7 +45,8 @@ class RunView:
 
     @property
     def best_label(self) -> str:
-        return f"SIKeD (iteration {self.best.iteration})" if self.best else "SIKeD"
+        label = run_label(self.metrics.run)
+        return f"{label} (iteration {self.best.iteration})" if self.best else label
 
 
 def make_view(run_dir: Path, metrics: Metrics, config_text: str | None) -> RunView:

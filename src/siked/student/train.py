@@ -54,6 +54,7 @@ from siked.student.models import (
     save_merged,
     write_manifest,
 )
+from siked.student.snapshots import snapshot_callback
 from siked.student.trainer_args import check_train_settings, sft_config, training_dtype
 
 
@@ -428,6 +429,7 @@ def train_student(
     progress: bool = True,
     callbacks: Sequence[Any] = (),
     trainer_args: Mapping[str, Any] | None = None,
+    snapshot_at: Sequence[int] | None = None,
 ) -> TrainResult:
     """Fine-tune the student on tagged solutions and write a loadable output directory.
 
@@ -437,7 +439,9 @@ def train_student(
     `config.student.model`. `previous`: the last iteration's output directory, used when
     `config.train.init` is previous. `max_steps` overrides `config.train.max_steps`.
     `callbacks`: extra `transformers.TrainerCallback`s. `trainer_args`: SFTConfig fields that
-    override the config's (the loop's tracking passes `report_to` and `run_name`).
+    override the config's (the loop's tracking passes `report_to` and `run_name`). `snapshot_at`:
+    write loadable snapshots (`siked.student.snapshots`) at these steps, every epoch's end and the
+    end; None writes none.
     """
     from datasets import Dataset
     from trl import SFTTrainer
@@ -468,6 +472,12 @@ def train_student(
     tokenizer = load_tokenizer(StudentSource(spec=start, base=start))
     model = prepare_model(start, train_cfg)
     dataset = Dataset.from_list(sft_records(examples, config.student.prompt_style, tokenizer))
+    if snapshot_at is not None:
+        kind = "full" if train_cfg.full_finetune else "lora"
+        snapshot_base = str((out_dir / base_ref).resolve()) if base_ref == "base" else base_ref
+        callbacks = [*callbacks, snapshot_callback(
+            out_dir, snapshot_at, tokenizer, is_main=is_main_process(),
+            manifest=lambda step: _manifest(kind, snapshot_base, config.student, train_cfg, previous, {"steps": step}))]
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=list(callbacks))
     if train_cfg.padding_free:
@@ -522,22 +532,27 @@ def _finish(
         with (out_dir / "train_log.jsonl").open("w", encoding="utf-8") as handle:
             for entry in history:
                 handle.write(json.dumps(entry) + "\n")
-        manifest = {
-            "format": 1,
-            "kind": kind,
-            "base_model": base_ref if kind == "lora" else None,
-            "adapter": "adapter" if kind == "lora" else None,
-            "model": "model" if kind == "full" else None,
-            "prompt_style": student_cfg.prompt_style,
-            "dtype": training_dtype(train_cfg),
-            "init": train_cfg.init,
-            "previous": str(Path(previous).resolve()) if previous is not None else None,
-            "train": train_cfg.model_dump(mode="json"),
-            "result": result.to_json(),
-        }
-        write_manifest(out_dir, manifest)
+        write_manifest(out_dir, _manifest(kind, base_ref, student_cfg, train_cfg, previous, result.to_json()))
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     return result
+
+
+def _manifest(kind: str, base_ref: str, student_cfg: StudentConfig, train_cfg: TrainConfig,
+              previous: Path | str | None, result: dict[str, Any]) -> dict[str, Any]:
+    """What a trained folder (or a snapshot of one) records: what to load and how it was trained."""
+    return {
+        "format": 1,
+        "kind": kind,
+        "base_model": base_ref if kind == "lora" else None,
+        "adapter": "adapter" if kind == "lora" else None,
+        "model": "model" if kind == "full" else None,
+        "prompt_style": student_cfg.prompt_style,
+        "dtype": training_dtype(train_cfg),
+        "init": train_cfg.init,
+        "previous": str(Path(previous).resolve()) if previous is not None else None,
+        "train": train_cfg.model_dump(mode="json"),
+        "result": result,
+    }
 
 
 def is_trained(out_dir: Path | str) -> bool:

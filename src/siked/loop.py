@@ -383,7 +383,10 @@ class Loop:
     def train_stats(self, name: str) -> TrainStats:
         """The mix and the training of `name`, in one record."""
         mixed = self.recorded(f"{name}/mix", MixInfo).train.dump()
-        return TrainStats(**{**mixed, **self.recorded(f"{name}/train", TrainInfo).dump()})
+        # a baseline's snapshots are reported as its checkpoints (`baseline_metrics`), not here
+        trained = self.recorded(f"{name}/train", TrainInfo).model_dump(mode="json", exclude_unset=True,
+                                                                       exclude={"snapshots"})
+        return TrainStats(**{**mixed, **trained})
 
     def iteration_metrics(self, index: int, name: str) -> Iteration:
         train = self.train_stats(name)

@@ -11,6 +11,7 @@ raw text as its solution: it is kept (nothing computed is lost) and counted as i
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -50,6 +51,12 @@ def batch_seed(seed: int, first_prompt: str) -> int:
     """A batch's seed depends on the run seed and its content, not on what ran before it."""
     digest = hashlib.sha256(f"{seed}\0{first_prompt}".encode()).digest()
     return int.from_bytes(digest[:8], "little") % (2**63)
+
+
+def cache_keyword(model: Any) -> str:
+    """The name under which this transformers takes a KV cache: `cache` since 5.25 (where the old
+    `past_key_values` warns that it will go), `past_key_values` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 class HFBackend:
@@ -121,7 +128,7 @@ class HFBackend:
             ids, mask = ids.repeat_interleave(samples, 0), mask.repeat_interleave(samples, 0)
             output = self.model.generate(
                 input_ids=ids, attention_mask=mask, generation_config=config, logits_processor=processors,
-                past_key_values=cache, tokenizer=self.tokenizer,
+                tokenizer=self.tokenizer, **{cache_keyword(self.model): cache},
             )
         new_tokens = output[:, ids.shape[1] :].tolist()
         return [self._completion(tokens, limit) for tokens in new_tokens]
@@ -137,7 +144,7 @@ class HFBackend:
         positions = (mask[:, :-1].cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions,
-                   past_key_values=cache, use_cache=True)
+                   use_cache=True, **{cache_keyword(self.model): cache})
         cache.batch_repeat_interleave(samples)
         return cache
 

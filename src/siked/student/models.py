@@ -13,7 +13,10 @@ import importlib.metadata
 import json
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,12 +132,35 @@ def convert_gguf(gguf: Path | str, cache: Path | None = None) -> Path:
     return target
 
 
+@contextmanager
+def no_progress_bars() -> Iterator[None]:
+    """Switch off the raw tqdm bars transformers draws while it converts a GGUF file (reading the
+    tensors, loading and writing the weights): siked's terminal shows its own lines only. tqdm reads
+    TQDM_DISABLE when it is first imported, so the dequantising bar is switched off where it is made."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_loading
+    from transformers.utils import logging as hf_logging
+
+    bars_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    tensor_bar = getattr(gguf_loading, "tqdm", None)  # None: a transformers that draws no bar there
+    if tensor_bar is not None:
+        gguf_loading.tqdm = partial(tensor_bar, disable=True)
+    try:
+        yield
+    finally:
+        if tensor_bar is not None:
+            gguf_loading.tqdm = tensor_bar
+        if bars_on:
+            hf_logging.enable_progress_bar()
+
+
 def _dequantise(gguf: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        with no_progress_bars():
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     except Exception as exc:  # gguf/transformers raise many kinds on a bad file
         raise ModelError(f"cannot read GGUF model {gguf}: {type(exc).__name__}: {one_line(exc)}") from exc
     # The weights are plain tensors now; a saved quantization_config would make
@@ -142,7 +168,8 @@ def _dequantise(gguf: Path, out: Path) -> None:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.hf_quantizer = None
-    model.save_pretrained(out)
+    with no_progress_bars():
+        model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     source = {"gguf": str(gguf), "sha256": file_digest(gguf)}
     (out / "siked_source.json").write_text(json.dumps(source, indent=2) + "\n", encoding="utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,7 +35,7 @@ from siked.metrics import (
 )
 from siked.records import GradedSolution, Problem, Solution
 from siked.registry import Registry
-from siked.stages import ERROR, RESULT, StageError, StageRequest, write_result
+from siked.stages import ERROR, LOG, RESULT, StageError, StageRequest, write_result
 
 StageBody = Callable[[SikedConfig, dict[str, Any], Any], tuple[list[str], StageInfo]]
 """(config, arguments, console) -> (output paths, the info the manifest records)."""
@@ -184,6 +185,18 @@ def is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
+def warnings_to_log(log: Path) -> None:
+    """Write Python warnings to the stage's log only: the loop's terminal shows siked's own lines,
+    and the libraries' notices stay where someone reading a stage's history finds them."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: Any = None, line: str | None = None) -> None:
+        with log.open("a", encoding="utf-8") as sink:
+            sink.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if os.environ.get(PARENT_ENV):  # a stage of `siked run`; ranks under a launcher die with it too
@@ -192,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         console.print("usage: python -m siked.stage_worker RUN/<stage>/request.json")
         return 2
+    if os.environ.get(PARENT_ENV):
+        warnings_to_log(Path(argv[0]).parent / LOG)
     # siked shows its own progress; the libraries' download/map bars would only clutter the log
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")

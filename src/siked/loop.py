@@ -86,6 +86,10 @@ class Loop:
         self.console = console or Console(stderr=True)
         self.tracker = Tracker(config.tracking.report_to, config.tracking.project, Path(config.out))
         self.run = RunDir.open(config)
+        if self.run.swept:
+            self.console.print(f"note: removed {len(self.run.swept)} half-written file(s) of the interrupted run "
+                               f"(e.g. {self.run.swept[0].relative_to(self.run.path)})", markup=False, highlight=False,
+                               soft_wrap=True)
         (self.run.path / "config.yaml").write_text(dump_config(config), encoding="utf-8")
         self.stopped: str | None = None
         """Why the iterations ended (set by `iterate`)."""

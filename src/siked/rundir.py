@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
+import re
+import shutil
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from importlib import metadata
@@ -177,6 +180,36 @@ def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix.rstrip('.')}: run has {old!r}, now {new!r}"]
 
 
+STAGING_NAME = re.compile(r"^\.(?P<target>.+)\.[a-z0-9_]{8}$")
+"""How `siked.io.atomic_path` and `atomic_directory` name a file or folder until it is renamed into place."""
+LOCK_FREE_WRITES = ("report.md", "report.html", "plots", "tracking")
+"""What others write without the run's lock: `siked report` its report, the trackers their logs."""
+
+
+def stale_staging(path: Path) -> list[Path]:
+    """Files and folders that a writer killed mid-write left in the run directory, never renamed into
+    place; only the lock's holder may call this (no other writer is alive then)."""
+    found = []
+    for folder, dirs, files in os.walk(path):
+        here = Path(folder)
+        if here == path:
+            dirs[:] = [d for d in dirs if d not in LOCK_FREE_WRITES]
+        for name in [*dirs, *files]:
+            match = STAGING_NAME.match(name)
+            if match and not (here == path and match["target"] in LOCK_FREE_WRITES):
+                found.append(here / name)
+        dirs[:] = [d for d in dirs if not STAGING_NAME.match(d)]
+    return found
+
+
+def remove(paths: list[Path]) -> None:
+    for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def _invocation(config: SikedConfig) -> dict[str, Any]:
     return {"started": now(), "operational": operational_settings(config), "libraries": library_versions()}
 
@@ -187,10 +220,13 @@ class RunDir:
     def __init__(self, path: Path, manifest: dict[str, Any]):
         self.path = path
         self.manifest = manifest
+        self.swept: list[Path] = []
+        """Half-written files of an interrupted invocation, removed when this one opened the run."""
 
     @classmethod
     def open(cls, config: SikedConfig) -> RunDir:
-        """Create the run directory, or resume it if it was started with the same config."""
+        """Create the run directory, or resume it if it was started with the same config; the caller
+        holds the run's lock (`siked.runlock`), so what an earlier writer left half-written is removed."""
         path = Path(config.out)
         manifest_path = path / MANIFEST
         fingerprint = config_fingerprint(config)
@@ -207,12 +243,16 @@ class RunDir:
                 )
             check_inputs(manifest.get("inputs", {}), path)
             run = cls(path, manifest)
+            run.swept = stale_staging(path)
+            remove(run.swept)
             run.manifest["config"] = fingerprint
             run.manifest["resumed"] = run.manifest.get("resumed", 0) + 1
             run.manifest.setdefault("invocations", []).append(_invocation(config))
             run.save()
             return run
-        if path.exists() and any(entry.name != LOCK_FILE for entry in path.iterdir()):
+        # a first manifest cut short by a kill
+        leftovers = [entry for entry in path.iterdir() if STAGING_NAME.match(entry.name)] if path.exists() else []
+        if path.exists() and any(entry.name != LOCK_FILE and entry not in leftovers for entry in path.iterdir()):
             raise RunDirError(
                 f"{path} exists and is not a siked run directory (no {MANIFEST}); choose another --out"
             )
@@ -227,6 +267,8 @@ class RunDir:
             "stages": {},
         }
         run = cls(path, manifest)
+        run.swept = leftovers
+        remove(leftovers)
         run.save()
         return run
 

@@ -43,6 +43,9 @@ class DatasetSpec(Section):
     templates: list[int] | None = None
     """gsm_symbolic only: draw only from these reasoning-gym templates (e.g. [0, 3, 10]); give the
     same list to train and evaluation sets so both come from one distribution. None: all templates."""
+    per_template: int | None = Field(default=None, ge=1)
+    """gsm_symbolic with `templates` only: at most N problems of each template, so every template
+    weighs the same in the set (`limit`, if given, still caps the total)."""
 
     @field_validator("templates")
     @classmethod
@@ -57,6 +60,13 @@ class DatasetSpec(Section):
             raise ValueError(str(exc).removeprefix("gsm_symbolic templates: ")) from None
         return templates
 
+    @field_validator("per_template")
+    @classmethod
+    def _balances_templates(cls, per_template: int | None, info: ValidationInfo) -> int | None:
+        if per_template is not None and not info.data.get("templates"):
+            raise ValueError("per_template balances a list of gsm_symbolic templates: give `templates` too")
+        return per_template
+
 
 class DataConfig(Section):
     train: DatasetSpec = DatasetSpec(name="gsm_symbolic", split="train", limit=64)
@@ -68,6 +78,9 @@ class DataConfig(Section):
     iteration is the one with the highest validation accuracy; with 0 there is no validation set,
     so `loop.patience` does not apply and the last iteration is the chosen model."""
     split_seed: int = 0
+    validation_by_template: bool = False
+    """Hold out `validation_fraction` of every gsm_symbolic template's questions (the same number of
+    each when the templates are balanced, `per_template`), instead of each question by its own draw."""
 
 
 class SandboxConfig(Section):
@@ -343,7 +356,8 @@ class LoopConfig(Section):
         return data
 
     routing: bool = False
-    """Also decode every evaluation set with each strategy forced (per-question routing, oracle)."""
+    """Also decode the validation set and every evaluation set with each strategy forced, using the
+    chosen model (per-question routing, the oracle and its gap over the best single strategy)."""
     report: bool = True
     """Write report.md and report.html at the end of `siked run`."""
     keep_merged: Literal["last", "all"] = "last"

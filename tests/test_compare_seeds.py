@@ -190,3 +190,18 @@ def test_template_averaged_mean_weighs_templates_alike(tmp_path):
 def test_sets_without_templates_get_no_template_table(tmp_path):
     runs = [seeded_run(tmp_path / "s0", 0, 6, 3), seeded_run(tmp_path / "s1", 1, 4, 3)]
     assert "## Per template" not in compare_runs(runs)  # no data files: every question under the set's name
+
+
+def test_cli_compare_takes_the_reference_of_the_paired_differences(tmp_path):
+    from typer.testing import CliRunner
+
+    from siked.cli import app
+
+    runs = [baseline_run(tmp_path / f"{method}{seed}", method, seed, QUESTIONS[:correct])
+            for method, seed, correct in (("cot", 0, 4), ("cot", 1, 6), ("pot", 0, 7), ("pot", 1, 9))]
+    out = tmp_path / "compare.md"
+    result = CliRunner().invoke(app, ["compare", *map(str, runs), "--reference", "pot", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    markdown = out.read_text(encoding="utf-8")
+    assert "## Difference from combined" not in markdown
+    assert difference(row(markdown, "Difference from pot", "cot")[2])[0] == pytest.approx(-30.0)

@@ -205,3 +205,12 @@ def test_cli_compare_takes_the_reference_of_the_paired_differences(tmp_path):
     markdown = out.read_text(encoding="utf-8")
     assert "## Difference from combined" not in markdown
     assert difference(row(markdown, "Difference from pot", "cot")[2])[0] == pytest.approx(-30.0)
+
+
+def test_runs_without_a_recorded_seed_each_stand_alone(tmp_path):
+    runs = [baseline_run(tmp_path / "a", "cot", None, QUESTIONS[:2]),
+            baseline_run(tmp_path / "b", "cot", None, QUESTIONS[:8]),
+            baseline_run(tmp_path / "c", "cot", 3, QUESTIONS[:5])]
+    cells = row(compare_runs(runs), "Over seeds", "cot")
+    assert cells[1] == "3 seeds: 3; 2 runs without a recorded seed"
+    assert cells[2].endswith("(50.0, 20.0, 80.0)")  # recorded seeds first, then the others by run directory

@@ -143,7 +143,7 @@ def fmt_seed_list(keys: Sequence[SeedKey]) -> str:
     parts = [", ".join(str(k) for k in recorded)] if recorded else []
     if unrecorded:
         parts.append(f"{unrecorded} run{'s' if unrecorded > 1 else ''} without a recorded seed")
-    text = f"{len(counts)} seed{'s' if len(counts) > 1 else ''}: " + ", ".join(parts)
+    text = f"{len(counts)} seed{'s' if len(counts) > 1 else ''}: " + "; ".join(parts)
     repeats = [f"seed {k} ×{counts[k]}" for k in recorded if counts[k] > 1]
     return text + (f"; repeats: {', '.join(repeats)}" if repeats else "")
 

@@ -214,3 +214,115 @@ def test_runs_without_a_recorded_seed_each_stand_alone(tmp_path):
     cells = row(compare_runs(runs), "Over seeds", "cot")
     assert cells[1] == "3 seeds: 3; 2 runs without a recorded seed"
     assert cells[2].endswith("(50.0, 20.0, 80.0)")  # recorded seeds first, then the others by run directory
+
+
+# template 1: q0-q29 (30 questions), template 2: q30-q39 (10 questions)
+WIDE = [f"q{i}" for i in range(40)]
+WIDE_TEMPLATES = {q: 1 if i < 30 else 2 for i, q in enumerate(WIDE)}
+
+
+def templated_pair(root, correct: dict[tuple[str, int], list[str]], templates: dict[str, int],
+                   questions=QUESTIONS) -> list:
+    """Runs of cot and combined, one per (method, seed), with the set's problems and their templates."""
+    runs = []
+    for (method, seed), ids in correct.items():
+        run_dir = baseline_run(root / f"{method}{seed}", method, seed, ids, questions)
+        write_templated_problems(run_dir, templates)
+        runs.append(run_dir)
+    return runs
+
+
+def test_template_averaged_difference_weighs_templates_alike(tmp_path):
+    from siked.report.primary import primary_comparison
+
+    # template 2: q0-q7 (8 questions), template 10: q8, q9 (2 questions)
+    templates = {q: 2 if i < 8 else 10 for i, q in enumerate(QUESTIONS)}
+    runs = templated_pair(tmp_path, {
+        ("cot", 0): [*QUESTIONS[:6], "q8"],            # 6/8, 1/2
+        ("combined", 0): QUESTIONS[:4],                # 4/8, 0/2: differences +2/8 and +1/2, 10 questions +3
+        ("cot", 1): [*QUESTIONS[:4], "q8", "q9"],      # 4/8, 2/2
+        ("combined", 1): [*QUESTIONS[:5], "q8"],       # 5/8, 1/2: differences -1/8 and +1/2, 10 questions 0
+    }, templates)
+    markdown = compare_runs(runs)
+
+    part = section_text(markdown, "Difference from combined")
+    assert f"| model | paired seeds | {TEST_SET} pooled | {TEST_SET} template-averaged |" in part
+    assert "Template-averaged (sets made of several templates)" in part
+    cells = row(markdown, "Difference from combined", "cot")
+    assert cells[1] == "2 seeds: 0, 1"
+    pooled, averaged = difference(cells[2]), difference(cells[3])
+    # pooled: (+30 + 0) / 2 = +15; template-averaged: ((25 + 50) / 2 + (-12.5 + 50) / 2) / 2 = +28.125
+    assert pooled[0] == pytest.approx(15.0)
+    assert averaged[0] == pytest.approx(28.1)
+    assert averaged[1] < averaged[0] < averaged[2]
+
+    result = primary_comparison(runs, "cot", "combined", TEST_SET)
+    assert result.estimate == pytest.approx(0.28125)
+    assert result.low < result.estimate < result.high
+    assert (result.seeds, result.repeats, result.templates, result.questions) == (2, 0, 2, 10)
+    # the function's numbers are the table's
+    assert f"{100 * result.estimate:+.1f} [{100 * result.low:+.1f} to {100 * result.high:+.1f}]" == cells[3]
+
+
+def test_template_averaged_difference_interval_widens_when_seeds_disagree(tmp_path):
+    from siked.report.primary import primary_comparison
+
+    combined = [*WIDE[:3], "q30"]  # 3/30 and 1/10 in every seed
+    # agree: both seeds +15/30 and +5/10 over combined; spread: +27/30, +9/10 and +3/30, +1/10
+    agree = templated_pair(tmp_path / "agree", {
+        ("cot", 0): [*WIDE[:18], *WIDE[30:36]], ("cot", 1): [*WIDE[:18], *WIDE[30:36]],
+        ("combined", 0): combined, ("combined", 1): combined}, WIDE_TEMPLATES, WIDE)
+    spread = templated_pair(tmp_path / "spread", {
+        ("cot", 0): WIDE, ("cot", 1): [*WIDE[:6], *WIDE[30:32]],
+        ("combined", 0): combined, ("combined", 1): combined}, WIDE_TEMPLATES, WIDE)
+    agreeing = primary_comparison(agree, "cot", "combined", TEST_SET)
+    spreading = primary_comparison(spread, "cot", "combined", TEST_SET)
+
+    assert agreeing.estimate == pytest.approx(0.5) and spreading.estimate == pytest.approx(0.5)
+    for result in (agreeing, spreading):
+        assert result.low < result.estimate < result.high
+    assert spreading.high - spreading.low > 2 * (agreeing.high - agreeing.low)
+    assert spreading.low < 0.2 and spreading.high > 0.8  # the seed draw reaches the +10 and +90 seeds
+
+    # a repeat of seed 0 is averaged into it, not counted as a third seed
+    repeat = templated_pair(tmp_path / "repeat", {("cot", 0): WIDE}, WIDE_TEMPLATES, WIDE)
+    with_repeat = primary_comparison([*spread, *repeat], "cot", "combined", TEST_SET)
+    assert (with_repeat.seeds, with_repeat.repeats) == (2, 1)
+    assert with_repeat.estimate == pytest.approx(0.5)
+
+
+def test_sets_without_templates_get_no_template_averaged_difference(tmp_path):
+    from siked.report.primary import primary_comparison
+
+    # no copy of the set's problems: every question counts under the set's name
+    runs = [seeded_run(tmp_path / "s0", 0, 6, 3), seeded_run(tmp_path / "s1", 1, 4, 3)]
+    markdown = compare_runs(runs)
+    part = section_text(markdown, "Difference from combined")
+    assert "template-averaged" not in part.lower()
+    assert "| model | paired seeds | validation | gsm_symbolic:test |" in part
+    assert len(row(markdown, "Difference from combined", "SIKeD adaptive (chosen)")) == 4
+    with pytest.raises(ValueError, match="several templates"):
+        primary_comparison(runs, "SIKeD adaptive (chosen)", "combined", TEST_SET)
+
+    # problems without a generator template, all from one source: one group, nothing to average over
+    single = [baseline_run(tmp_path / f"{method}{seed}", method, seed, QUESTIONS[:correct])
+              for method, seed, correct in (("cot", 0, 4), ("cot", 1, 6), ("combined", 0, 3), ("combined", 1, 3))]
+    for run_dir in single:
+        problems = [Problem(id=q, question=f"question {q}", answer=1.0, answer_text="1", source="gsm_symbolic",
+                            split="test") for q in QUESTIONS]
+        write_jsonl(run_dir / "data" / "eval-gsm_symbolic-test.jsonl", problems)
+    markdown = compare_runs(single)
+    assert "template-averaged" not in section_text(markdown, "Difference from combined").lower()
+    cells = row(markdown, "Difference from combined", "cot")
+    assert len(cells) == 3 and difference(cells[2])[0] == pytest.approx(20.0)  # (+10 + 30) / 2
+
+
+def test_primary_comparison_names_what_is_missing(tmp_path):
+    from siked.report.primary import primary_comparison
+
+    runs = templated_pair(tmp_path, {("cot", 0): QUESTIONS[:4], ("combined", 1): QUESTIONS[:2]},
+                          {q: 2 if i < 8 else 10 for i, q in enumerate(QUESTIONS)})
+    with pytest.raises(ValueError, match="'pot'"):
+        primary_comparison(runs, "pot", "combined", TEST_SET)
+    with pytest.raises(ValueError, match="share no seed"):
+        primary_comparison(runs, "cot", "combined", TEST_SET)

@@ -13,7 +13,7 @@ the seed draw is always that seed, and the interval covers the questions only.
 
 Strata (templates) make the question draw stratified: each drawn seed draws within each stratum as
 many of its questions as it has, and the statistic is the mean over strata of the stratum means (the
-template-averaged accuracy). The generator is seeded (`RNG_SEED`), so the same data give the same
+template-averaged accuracy, or difference). The generator is seeded (`RNG_SEED`), so the same data give the same
 interval every time.
 """
 

@@ -17,7 +17,7 @@ from siked.report.document import (
     fmt_score,
 )
 from siked.report.seeds import model_tables, seeds_section
-from siked.report.templates import templates_section
+from siked.report.templates import set_templates, templates_section
 from siked.report.view import dataset_names, ordered_strategies
 
 
@@ -85,7 +85,8 @@ def compare_runs(run_dirs: list[Path], reference: str = "combined") -> str:
     runs = [(Path(d), metrics) for d, (_, metrics) in zip(run_dirs, loaded, strict=True)]
     sets = [*([VALIDATION] if VALIDATION in names else []), *(n for n in names if n != VALIDATION)]
     groups, tables = model_tables(runs, sets)
-    extra = [seeds_section(groups, tables, sets, reference), templates_section(groups, tables, sets)]
+    templates = set_templates(groups, sets)
+    extra = [seeds_section(groups, tables, sets, reference, templates), templates_section(groups, tables, sets, templates)]
     return "\n".join(["## Accuracy", "", *accuracy, "", note, "", "## Strategy choices", "", *choices, "",
                       "## Per iteration", "", *iterations, "", *routing, *(block for block in extra if block)])
 

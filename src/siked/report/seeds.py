@@ -14,17 +14,25 @@ disagree. A difference from the reference pairs by seed: for each seed both mode
 per-question difference of their runs of that seed on the questions both answered; the same bootstrap
 then runs over that matrix of differences. With one seed the interval covers the questions only, and
 the table says so.
+
+On a set whose questions come from several templates (`siked.report.templates`), the difference table
+also gives the template-averaged difference: per seed, each template's mean per-question difference on
+the paired questions, then the mean of those over templates (each template alike, however many
+questions it has), then the mean over seeds. Its bootstrap draws seeds, then questions within each
+template of each drawn seed. `siked.report.primary.primary_comparison` returns that number and its
+interval for one model, reference and set, for scripts.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from siked.evaluation import natural_key
 from siked.io import read_jsonl
 from siked.metrics import Metrics
 from siked.records import GradedSolution
@@ -135,6 +143,29 @@ def paired_difference(model: SeedTable, reference: SeedTable) -> SeedTable | Non
     return SeedTable(seeds, questions, model.select(seeds, questions) - reference.select(seeds, questions))
 
 
+def template_strata(questions: Sequence[str], templates: dict[str, str], dataset: str) -> dict[str, np.ndarray]:
+    """Template -> the column indices of its questions among `questions` (templates in natural order; a
+    question without a template counts under the set's name)."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for index, question in enumerate(questions):
+        members[templates.get(question, dataset)].append(index)
+    return {name: np.array(members[name]) for name in sorted(members, key=natural_key)}
+
+
+def has_templates(templates: dict[str, str] | None) -> bool:
+    """Whether a set's questions come from several templates (else template-averaged means pooled)."""
+    return bool(templates) and len(set(templates.values())) > 1
+
+
+def difference_strata(difference: SeedTable, templates: dict[str, str] | None, dataset: str
+                      ) -> list[np.ndarray] | None:
+    """The paired questions' columns per template, for the template-averaged difference (None: the set has
+    no templates)."""
+    if not has_templates(templates):
+        return None
+    return list(template_strata(difference.questions, templates or {}, dataset).values())
+
+
 def fmt_seed_list(keys: Sequence[SeedKey]) -> str:
     """`2 seeds: 0, 1; repeats: seed 0 ×2`: the distinct seeds, then the seeds run more than once."""
     counts = Counter(keys)
@@ -195,22 +226,49 @@ def paired_seeds(model: ModelRuns, reference: ModelRuns) -> list[SeedKey]:
     return [key for key in dict.fromkeys(model.seed_keys()) if key in theirs]
 
 
-def differences_table(groups: Sequence[ModelRuns], tables: dict, datasets: Sequence[str], reference: str) -> list[str]:
+def difference_columns(datasets: Sequence[str], templates: dict[str, dict[str, str]]) -> list[tuple[str, bool]]:
+    """(set, template-averaged?) per column: each set's pooled difference, and beside it, on a set of
+    several templates, its template-averaged difference."""
+    columns = []
+    for d in datasets:
+        columns.append((d, False))
+        if has_templates(templates.get(d)):
+            columns.append((d, True))
+    return columns
+
+
+def column_header(dataset: str, averaged: bool, templated: bool) -> str:
+    if not templated:
+        return dataset
+    return f"{dataset} template-averaged" if averaged else f"{dataset} pooled"
+
+
+def differences_table(groups: Sequence[ModelRuns], tables: dict, datasets: Sequence[str], reference: str,
+                      templates: dict[str, dict[str, str]] | None = None) -> list[str]:
+    templates = templates or {}
     by_label = {g.label: g for g in groups}
     others = [g for g in groups if g.label != reference]
     paired = {g.label: paired_seeds(g, by_label[reference]) for g in others}
+    columns = difference_columns(datasets, templates)
+    templated = {d for d, averaged in columns if averaged}
+    averaged_note = (" Template-averaged (sets made of several templates): per seed, each template's mean "
+                     "per-question difference on the paired questions, then their mean over templates, each "
+                     "template alike; pooled: every question alike. Its interval draws questions within each "
+                     "template of each drawn seed.") if templated else ""
     lines = ["## Difference from " + reference, "",
              f"Accuracy minus {reference}'s, in points, paired by seed: for each seed both have, the per-question "
              f"difference of their runs of that seed (repeats averaged) on the questions both answered; [{METHOD}, "
-             "of the paired differences]. Seeds only one of the two has are left out."
+             "of the paired differences]. Seeds only one of the two has are left out." + averaged_note
              + one_seed_note([len(seeds) for seeds in paired.values() if seeds]), "",
-             "| model | paired seeds | " + " | ".join(datasets) + " |", "|" + "---|" * (2 + len(datasets))]
+             "| model | paired seeds | " + " | ".join(column_header(d, a, d in templated) for d, a in columns) + " |",
+             "|" + "---|" * (2 + len(columns))]
     for g in others:
         cells = []
-        for d in datasets:
+        for d, averaged in columns:
             model, ref = tables[g.label, d], tables[reference, d]
             difference = paired_difference(model, ref) if model and ref else None
-            cells.append(fmt_interval_cell(difference, signed=True) if difference else MISSING)
+            strata = difference_strata(difference, templates.get(d), d) if difference and averaged else None
+            cells.append(fmt_interval_cell(difference, strata, signed=True) if difference else MISSING)
         seeds = fmt_seed_list(paired[g.label]) if paired[g.label] else "none"
         lines.append(f"| {g.label} | {seeds} | " + " | ".join(cells) + " |")
     return lines
@@ -223,12 +281,14 @@ def model_tables(runs: Sequence[tuple[Path, Metrics]], datasets: Sequence[str]
     return groups, {(g.label, d): seed_table(g, d) for g in groups for d in datasets}
 
 
-def seeds_section(groups: Sequence[ModelRuns], tables: dict, datasets: Sequence[str], reference: str = "combined") -> str:
-    """Markdown: mean accuracy over seeds per model label, and paired differences from `reference`
-    ("" when no model has more than one run, or none has evaluation files)."""
+def seeds_section(groups: Sequence[ModelRuns], tables: dict, datasets: Sequence[str], reference: str = "combined",
+                  templates: dict[str, dict[str, str]] | None = None) -> str:
+    """Markdown: mean accuracy over seeds per model label, and paired differences from `reference` (pooled,
+    and template-averaged on the sets `templates` (set -> problem id -> template) gives several templates;
+    "" when no model has more than one run, or none has evaluation files)."""
     if not any(len(g.folders) > 1 and any(tables[g.label, d] for d in datasets) for g in groups):
         return ""
     lines = means_table(groups, tables, datasets)
     if any(g.label == reference for g in groups):
-        lines += ["", *differences_table(groups, tables, datasets, reference)]
+        lines += ["", *differences_table(groups, tables, datasets, reference, templates)]
     return "\n".join([*lines, ""])

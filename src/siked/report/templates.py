@@ -14,7 +14,7 @@ A question's template is read from the run's own copy of the set (`data/validati
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,7 +26,14 @@ from siked.metrics import VALIDATION
 from siked.records import Problem
 from siked.report.bootstrap import BOOTSTRAP_RESAMPLES
 from siked.report.document import MISSING
-from siked.report.seeds import ModelRuns, SeedTable, fmt_interval_cell, fmt_seed_list
+from siked.report.seeds import (
+    ModelRuns,
+    SeedTable,
+    fmt_interval_cell,
+    fmt_seed_list,
+    has_templates,
+    template_strata,
+)
 from siked.rundir import file_key
 
 
@@ -43,14 +50,6 @@ def question_templates(run_dirs: Sequence[Path], dataset: str) -> dict[str, str]
         if path.is_file():
             return {problem.id: template_of(problem) for problem in read_jsonl(path, Problem)}
     return {}
-
-
-def template_strata(questions: Sequence[str], templates: dict[str, str], dataset: str) -> dict[str, np.ndarray]:
-    """Template -> the column indices of its questions among `questions` (templates in natural order)."""
-    members: dict[str, list[int]] = defaultdict(list)
-    for index, question in enumerate(questions):
-        members[templates.get(question, dataset)].append(index)
-    return {name: np.array(members[name]) for name in sorted(members, key=natural_key)}
 
 
 def template_means(table: SeedTable, strata: dict[str, np.ndarray]) -> dict[str, float]:
@@ -76,14 +75,22 @@ def template_table(groups: Sequence[ModelRuns], tables: dict, dataset: str, temp
     return [*lines, ""]
 
 
-def templates_section(groups: Sequence[ModelRuns], tables: dict, datasets: Sequence[str]) -> str:
-    """Markdown: per-template accuracy of every model on each set made of several templates ("": none is)."""
+def set_templates(groups: Sequence[ModelRuns], datasets: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Set -> problem id -> template, read from the groups' runs ({} for a set no run holds the problems of)."""
+    run_dirs = list(dict.fromkeys(d for g in groups for d in g.run_dirs))
+    return {dataset: question_templates(run_dirs, dataset) for dataset in datasets}
+
+
+def templates_section(groups: Sequence[ModelRuns], tables: dict, datasets: Sequence[str],
+                      templates: dict[str, dict[str, str]] | None = None) -> str:
+    """Markdown: per-template accuracy of every model on each set made of several templates ("": none is).
+    `templates`: as `set_templates` gives (read from the runs when not given)."""
+    templates = templates if templates is not None else set_templates(groups, datasets)
     blocks = []
     for dataset in datasets:
-        templates = question_templates([d for g in groups for d in g.run_dirs], dataset)
-        if len(set(templates.values())) < 2 or not any(tables.get((g.label, dataset)) for g in groups):
+        if not has_templates(templates.get(dataset)) or not any(tables.get((g.label, dataset)) for g in groups):
             continue
-        blocks += template_table(groups, tables, dataset, templates)
+        blocks += template_table(groups, tables, dataset, templates[dataset])
     if not blocks:
         return ""
     header = ["## Per template", "",

@@ -102,11 +102,16 @@ def report(
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, each holding metrics.json.")],
     out: Annotated[Path | None, typer.Option("--out", help="Write the Markdown here instead of printing it.")] = None,
+    reference: Annotated[str, typer.Option(
+        "--reference", help="Model the paired differences over seeds are taken from (a baseline's method or a "
+        "SIKeD label).")] = "combined",
 ) -> None:
-    """Several runs side by side: accuracy with 95% intervals, training budget, strategy choices."""
+    """Several runs side by side: accuracy with 95% intervals, training budget, strategy choices; over
+    seeds, means and paired differences with hierarchical bootstrap intervals (seeds, then questions),
+    and accuracy per template."""
     from siked.report import compare_runs  # imports matplotlib: only when asked
 
-    markdown = compare_runs(run_dirs)
+    markdown = compare_runs(run_dirs, reference=reference)
     if out is None:
         typer.echo(markdown)
     else:

@@ -154,6 +154,7 @@ def sample_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tup
 def route_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], RoutingInfo]:
     """args: model, model_name, sets: {key: problems JSONL}, out. Every set decoded with each strategy forced."""
     from siked.evaluation import routing
+    from siked.metrics import RoutingResult
     from siked.strategies import strategy_names
     from siked.student.decode import decode_and_grade, open_student
 
@@ -164,6 +165,10 @@ def route_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tupl
             forced = {name: decode_and_grade(student, problems, config, grade, greedy=True, mode=name,
                                              console=console)[1] for name in strategy_names()}
             table[key] = routing(problems, forced)
+            result = RoutingResult.read(table[key])
+            console.print(f"  routing {key}: best single {result.best_single_strategy} "
+                          f"{result.best_single_accuracy or 0:.1%}, oracle {result.oracle_accuracy or 0:.1%} "
+                          f"(gap {100 * (result.gap() or 0):.1f} points)")
     write_json(Path(args["out"]), table)
     return [str(args["out"])], RoutingInfo(model=args["model_name"], **backend_info(student))
 

@@ -13,17 +13,26 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from siked.config import SikedConfig, load_config
+from siked.config import DatasetSpec, SikedConfig, load_config
 from siked.data import load_problems, load_spec, parse_data_spec
+from siked.envcheck import check_torch_companions
 from siked.errors import SikedError
 from siked.evaluation import run_overview, summarize
 from siked.export import export_data, export_model, push_folder
 from siked.grading import Grader
 from siked.io import read_jsonl_numbered, write_jsonl
+from siked.lifeline import sigterm_interrupts
 from siked.loop import run as run_loop
 from siked.metrics import NO_STRATEGY, EvalResult
+from siked.predictions import (
+    RUN_CONFIG,
+    differences_from_run,
+    prediction_rows,
+    run_evaluation_sets,
+    spec_key,
+)
 from siked.progress import make_progress
-from siked.records import Solution
+from siked.records import Prediction, Solution
 from siked.sandbox import SandboxPool
 from siked.strategies import strategy_names
 from siked.student import FREE, read_examples, run_generation, train_student
@@ -272,55 +281,83 @@ def run(
     """Run SIKeD end to end: teacher data, iterations of train / evaluate / sample / mix, baselines, report.
 
     With no config it runs the embedded default offline (gsm_symbolic, reference teacher, SmolLM2).
-    Rerunning the same command resumes at the first unfinished stage.
+    Rerunning the same command resumes at the first unfinished stage. One `siked run` at a time
+    writes a run directory: it holds RUN/run.lock while it runs, and a second one is refused with the
+    holder's pid, host and start time. Its stage processes stop with it, even when it is killed.
     """
+    check_torch_companions()
     cfg = config_from(config, (overrides or []) + ([f"out={out}"] if out else []))
-    run_dir = run_loop(cfg, console)
+    with sigterm_interrupts():
+        run_dir = run_loop(cfg, console)
     typer.echo(run_dir)
 
 
 @app.command("eval")
 def evaluate(
     target: Annotated[Path, typer.Argument(metavar="MODEL_OR_RUN", help="Model (hub id, dir, GGUF) or run directory.")],
-    data_specs: Annotated[list[str] | None, typer.Option("--data", metavar="NAME:SPLIT", help="Evaluation set (repeatable).")] = None,
+    data_specs: Annotated[list[str] | None, typer.Option("--data", metavar="NAME:SPLIT", help="Evaluation set (repeatable); for a run, default: the run's own sets.")] = None,
     data_files: Annotated[list[Path] | None, typer.Option("--data-file", help="Raw file for each --data, in order.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Keep the first N problems of each set.")] = None,
     with_routing: Annotated[bool, typer.Option("--routing", help="Also force each strategy: per-question routing and the oracle.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", metavar="FILE.jsonl", help="Write one prediction per question here.")] = None,
+    overview: Annotated[bool, typer.Option("--overview", help="For a run: print its per-iteration metrics instead.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    config: Annotated[Path | None, typer.Option(help="Config file (generation, sandbox, grading).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Config file (generation, sandbox, grading); for a run, default: its config.yaml.")] = None,
     overrides: SetOption = None,
 ) -> None:
     """Greedy evaluation: accuracy per dataset and per chosen strategy, strategy choices, statuses.
 
-    For a run directory without --data, prints its per-iteration metrics (strategy distributions of
-    teacher data, training mix and student; KL(train || student)); with --data, evaluates its best iteration.
+    For a run directory it evaluates the run's chosen model with the run's config. Without --data it
+    re-evaluates exactly the run's own evaluation sets (data.evaluation, read from RUN/data/); a
+    --data is evaluated as given, with a warning when the run drew that set differently (templates,
+    limit, file). --overview prints the run's per-iteration metrics (strategy distributions of teacher
+    data, training mix and student; KL(train || student)) without evaluating.
+
+    --out writes one JSON line per question: set, question, gold, strategy, solution, extracted
+    answer, verdict (correct, status, detail) and truncated (free choice only, not --routing's).
     """
-    cfg = config_from(config, overrides)
     files = list(data_files or [])
     if len(files) > len(data_specs or []):
         fail("more --data-file than --data options")
-    model = target
-    if (target / "manifest.json").exists():
-        overview = run_overview(target)
-        if not data_specs:
-            typer.echo(json.dumps(overview, indent=2)) if as_json else print_overview(overview)
-            return
-        if not overview["best_model"]:
-            fail(f"{target}: the run has chosen no model yet (no evaluated iteration); rerun `siked run` to finish it")
-        model = target / overview["best_model"]
-    elif not data_specs:
+    is_run = (target / "manifest.json").exists()
+    if is_run and overview:
+        summary = run_overview(target)
+        typer.echo(json.dumps(summary, indent=2)) if as_json else print_overview(summary)
+        return
+    if not is_run and not data_specs:
         fail("give at least one --data NAME:SPLIT to evaluate a model")
-    sets = {
-        spec: load_dataset_arg(spec, files[i] if i < len(files) else None, limit)
-        for i, spec in enumerate(data_specs or [])
-    }
-    results = evaluate_model(str(model), sets, cfg, routing_too=with_routing, console=console)
+    model = run_model(target) if is_run else target
+    run_config = target / RUN_CONFIG if is_run and (target / RUN_CONFIG).is_file() else None
+    cfg = config_from(config or run_config, overrides)
+    asked = [DatasetSpec(name=name, split=split, file=files[i] if i < len(files) else None, limit=limit)
+             for i, (name, split) in enumerate(parse_data_spec(spec) for spec in data_specs or [])]
+    if is_run and not asked:
+        sets = run_evaluation_sets(target, limit)
+    else:
+        for line in differences_from_run(target, asked) if is_run else []:
+            console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
+        sets = {spec_key(spec): load_spec(spec) for spec in asked}
+    rows: list[Prediction] = []
+    results = evaluate_model(str(model), sets, cfg, routing_too=with_routing, console=console,
+                             on_graded=lambda *graded: rows.extend(prediction_rows(*graded)))
+    if out is not None:
+        write_jsonl(out, rows)
     if as_json:
         typer.echo(json.dumps(results, indent=2))
         return
     for key, summary in results.items():
         console.print(f"[bold]{key}[/]")
         print_grade_summary(summary)
+    if out is not None:
+        typer.echo(out)
+
+
+def run_model(run_dir: Path) -> Path:
+    """The model a run chose (its best iteration)."""
+    best = run_overview(run_dir)["best_model"]
+    if not best:
+        fail(f"{run_dir}: the run has chosen no model yet (no evaluated iteration); rerun `siked run` to finish it")
+    return run_dir / best
 
 
 def print_overview(overview: dict) -> None:
@@ -368,6 +405,7 @@ def train(
     `accelerate launch -m siked.cli train ...` for multi-GPU training (docs/multi-gpu.md).
     Rerunning after an interruption resumes from the newest checkpoint in OUT.
     """
+    check_torch_companions()
     cfg = config_from(config, overrides)
     apply_flags(cfg.student, {"model": model})
     apply_flags(cfg.train, {"epochs": epochs, "max_steps": max_steps, "init": init, "full_finetune": full_finetune})

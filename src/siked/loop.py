@@ -50,6 +50,7 @@ from siked.metrics import (
 from siked.mixing import correct_solutions, mix, select_teacher
 from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, eval_file, file_key, now
+from siked.runlock import run_lock
 from siked.stages import StageRequest, run_stage
 from siked.student.models import PRUNED, disk_bytes, prune_merged
 from siked.student.snapshots import snapshot_dir
@@ -462,5 +463,7 @@ class Loop:
 
 
 def run(config: SikedConfig, console: Console | None = None) -> Path:
-    """Run (or resume) SIKeD as configured; returns the run directory."""
-    return Loop(config, console).execute()
+    """Run (or resume) SIKeD as configured, holding the run directory's lock; returns the run directory."""
+    console = console or Console(stderr=True)
+    with run_lock(Path(config.out), note=lambda line: console.print(line, markup=False, highlight=False)):
+        return Loop(config, console).execute()

@@ -70,3 +70,24 @@ class GradedSolution(Solution):
     """One line of an evaluation file (`iter<k>/eval/<set>.jsonl`): a solution with its verdict."""
 
     verdict: Verdict
+
+
+class Prediction(BaseModel):
+    """One line of `siked eval --out`: a question, the student's greedy answer to it and its grade."""
+
+    set: str
+    """The evaluation set, `name:split`."""
+    problem_id: str
+    question: str
+    gold: float | None
+    gold_text: str
+    strategy: str
+    """The strategy the student chose (`none`: it named none)."""
+    solution: str
+    answer: float | None
+    """The answer extracted from the solution (a program's `answer`), None when there is none."""
+    answer_text: str | None
+    correct: bool
+    status: VerdictStatus
+    detail: str | None = None
+    truncated: bool

@@ -21,6 +21,7 @@ from typing import Any
 from siked.config import SikedConfig
 from siked.errors import SikedError, one_line
 from siked.io import write_json
+from siked.runlock import LOCK_FILE
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -211,7 +212,7 @@ class RunDir:
             run.manifest.setdefault("invocations", []).append(_invocation(config))
             run.save()
             return run
-        if path.exists() and any(path.iterdir()):
+        if path.exists() and any(entry.name != LOCK_FILE for entry in path.iterdir()):
             raise RunDirError(
                 f"{path} exists and is not a siked run directory (no {MANIFEST}); choose another --out"
             )

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +21,7 @@ from rich.console import Console
 from siked.config import SikedConfig
 from siked.errors import SikedError
 from siked.io import atomic_path, read_jsonl, write_json, write_jsonl
+from siked.lifeline import PARENT_ENV, die_with_parent, watch_parent
 from siked.metrics import (
     EvalInfo,
     EvalResult,
@@ -35,7 +34,7 @@ from siked.metrics import (
 )
 from siked.records import GradedSolution, Problem, Solution
 from siked.registry import Registry
-from siked.stages import ERROR, PARENT_ENV, RESULT, StageError, StageRequest, write_result
+from siked.stages import ERROR, RESULT, StageError, StageRequest, write_result
 
 StageBody = Callable[[SikedConfig, dict[str, Any], Any], tuple[list[str], StageInfo]]
 """(config, arguments, console) -> (output paths, the info the manifest records)."""
@@ -186,34 +185,14 @@ def run_request(request: StageRequest, console: Any) -> tuple[list[str], dict[st
     return outputs, info.dump()
 
 
-def watch_parent() -> None:
-    """Exit when the loop that started this stage is gone (killed), instead of working on for nobody."""
-    parent = os.environ.get(PARENT_ENV)
-    if not parent:
-        return
-    started_under = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(2)
-            try:
-                os.kill(int(parent), 0)
-            except ProcessLookupError:
-                os._exit(3)
-            except PermissionError:
-                pass
-            if os.getppid() != started_under:  # our own launcher (accelerate, torchrun) died
-                os._exit(3)
-
-    threading.Thread(target=watch, name="siked-parent-watch", daemon=True).start()
-
-
 def is_main_rank() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if os.environ.get(PARENT_ENV):  # a stage of `siked run`; ranks under a launcher die with it too
+        die_with_parent()
     console = Console(stderr=True)
     if len(argv) != 1:
         console.print("usage: python -m siked.stage_worker RUN/<stage>/request.json")

@@ -8,6 +8,10 @@ processes. The child loads the model, does the work, writes the stage's outputs 
 is streamed to the console and appended to the stage's `log.txt`; a failure becomes a
 `StageError` naming the stage, quoting the log's last line and pointing at the log.
 
+A child dies with the loop, even a SIGKILLed one (`siked.lifeline`), and runs in a process group
+of its own, which is stopped as a whole when the loop is interrupted or the child ends, so that
+no process of a stage outlives it to race a rerun.
+
 The stage bodies are registered by kind in `siked.stage_worker`, which imports this module (never
 the other way round); the loop runs a body in-process through it when `loop.stage_processes` is
 false.
@@ -29,6 +33,7 @@ from typing import IO, Any
 from siked.config import LauncherConfig
 from siked.errors import SikedError
 from siked.io import write_json
+from siked.lifeline import PARENT_ENV, wrap
 
 REQUEST = "request.json"
 RESULT = "result.json"
@@ -36,8 +41,8 @@ ERROR = "error.txt"
 """A stage's own error message (a `SikedError`), written by its child instead of printing it, so that
 the loop shows it once, on its own `error:` line."""
 LOG = "log.txt"
-PARENT_ENV = "SIKED_STAGE_PARENT"
-"""The loop's process id, given to children so that they stop when the loop is gone."""
+STOP_GRACE_S = 30
+"""How long a stopped stage's processes get to exit after SIGTERM before they are killed."""
 
 
 class StageError(SikedError):
@@ -148,6 +153,37 @@ def child_environment(console_file: IO[str]) -> dict[str, str]:
     return env
 
 
+def stream(fd: int, sink: IO[bytes], console_file: IO[str]) -> None:
+    """Copy the child's output to the log and the console until it closes it."""
+    out = console_file.buffer if hasattr(console_file, "buffer") else None
+    while chunk := os.read(fd, 65536):
+        sink.write(chunk)
+        sink.flush()
+        if out is not None:
+            out.write(chunk)
+            out.flush()
+        else:
+            console_file.write(chunk.decode("utf-8", errors="replace"))
+            console_file.flush()
+
+
+def signal_group(group: int, signum: int) -> None:
+    try:
+        os.killpg(group, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def stop_group(process: subprocess.Popen) -> None:
+    """SIGTERM the child's process group, then SIGKILL what is left after `STOP_GRACE_S`."""
+    signal_group(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 def run_child(command: list[str], stage: str, log: Path, console_file: IO[str] | None = None,
               error_file: Path | None = None) -> None:
     """Run `command`, streaming its output to `console_file` and appending it to `log`; a child that
@@ -158,31 +194,19 @@ def run_child(command: list[str], stage: str, log: Path, console_file: IO[str] |
         stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
         sink.write(f"=== {stamp} stage {stage}: {' '.join(command)}\n".encode())
         sink.flush()
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=child_environment(console_file))
+        process = subprocess.Popen(wrap(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, env=child_environment(console_file),
+                                   start_new_session=True)
         assert process.stdout is not None
         try:
-            out = console_file.buffer if hasattr(console_file, "buffer") else None
-            while chunk := os.read(process.stdout.fileno(), 65536):
-                sink.write(chunk)
-                sink.flush()
-                if out is not None:
-                    out.write(chunk)
-                    out.flush()
-                else:
-                    console_file.write(chunk.decode("utf-8", errors="replace"))
-                    console_file.flush()
+            stream(process.stdout.fileno(), sink, console_file)
             returncode = process.wait()
-        except BaseException:  # Ctrl-C or an error in the loop: the child goes too
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        except BaseException:  # Ctrl-C, SIGTERM or an error in the loop: the stage's processes go too
+            stop_group(process)
             raise
         finally:
             process.stdout.close()
+            signal_group(process.pid, signal.SIGKILL)  # anything the stage left behind
     if returncode != 0:
         error = read_error(error_file)
         if error:

@@ -4,7 +4,7 @@ An output without a known strategy tag is graded `invalid` here and never reache
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,22 +60,31 @@ def decode_and_grade(
     return solutions, grade_student_outputs(grader, {p.id: p for p in problems}, solutions)
 
 
+GradedSet = Callable[[str, Sequence[Problem], list[Solution], list[Verdict]], None]
+"""(set key, problems, the student's greedy solutions, their verdicts), e.g. to write predictions."""
+
+
 def evaluate_model(
     model: str,
     sets: Mapping[str, Sequence[Problem]],
     config: SikedConfig,
     routing_too: bool = False,
     console: Any = None,
+    on_graded: GradedSet | None = None,
 ) -> dict[str, dict]:
-    """Greedy free-choice evaluation of `model` on each set (and forced strategies for routing)."""
+    """Greedy free-choice evaluation of `model` on each set (and forced strategies for routing);
+    `on_graded` sees each set's free-choice solutions and verdicts."""
     results: dict[str, dict] = {}
     with SandboxPool.from_config(config.sandbox) as sandbox, open_student(model, config) as student:
         grader = Grader.from_config(config, sandbox)
         for key, problems in sets.items():
             decode = lambda mode, ps=problems: decode_and_grade(  # noqa: E731
-                student, ps, config, grader, greedy=True, mode=mode, console=console)[1]
-            results[key] = summarize(decode("free"))
+                student, ps, config, grader, greedy=True, mode=mode, console=console)
+            solutions, verdicts = decode("free")
+            results[key] = summarize(verdicts)
+            if on_graded is not None:
+                on_graded(key, problems, solutions, verdicts)
             if routing_too:
-                forced = {name: decode(name) for name in strategy_names()}
+                forced = {name: decode(name)[1] for name in strategy_names()}
                 results[key]["routing"] = routing(problems, forced)
     return results

@@ -262,6 +262,10 @@ def test_template_averaged_difference_weighs_templates_alike(tmp_path):
     assert (result.seeds, result.repeats, result.templates, result.questions) == (2, 0, 2, 10)
     # the function's numbers are the table's
     assert f"{100 * result.estimate:+.1f} [{100 * result.low:+.1f} to {100 * result.high:+.1f}]" == cells[3]
+    # the paired t-interval over seeds: per seed +0.375 and +0.1875, t(0.975, 1) = 12.706
+    assert result.per_seed == pytest.approx((0.375, 0.1875))
+    half = 12.706 * 0.1875 / 2 ** 0.5 / 2 ** 0.5  # sd of two values a, b is |a - b| / sqrt(2)
+    assert (result.t_low, result.t_high) == pytest.approx((0.28125 - half, 0.28125 + half))
 
 
 def test_template_averaged_difference_interval_widens_when_seeds_disagree(tmp_path):
@@ -326,3 +330,13 @@ def test_primary_comparison_names_what_is_missing(tmp_path):
         primary_comparison(runs, "pot", "combined", TEST_SET)
     with pytest.raises(ValueError, match="share no seed"):
         primary_comparison(runs, "cot", "combined", TEST_SET)
+
+
+def test_t_quantiles_match_the_table_and_its_expansion():
+    from siked.report.bootstrap import seed_t_interval, t_quantile_975
+
+    assert t_quantile_975(1) == 12.706 and t_quantile_975(2) == 4.303 and t_quantile_975(30) == 2.042
+    assert t_quantile_975(40) == pytest.approx(2.021, abs=1e-3) and t_quantile_975(120) == pytest.approx(1.980, abs=1e-3)
+    assert seed_t_interval([0.1]) is None
+    low, high = seed_t_interval([0.0, 0.1, 0.2])
+    assert (low, high) == pytest.approx((0.1 - 4.303 * 0.1 / 3 ** 0.5, 0.1 + 4.303 * 0.1 / 3 ** 0.5))

@@ -17,8 +17,11 @@ iteration validation chose, `SIKeD <mixing> iteration <k>`, or a baseline's meth
 the table, as fractions (multiply by 100 for points): per seed both models were run with (runs sharing a
 seed are repeats, averaged per question within it), each template's mean of the per-question differences
 (method minus reference) on the questions both answered, then the mean over templates, then over seeds.
-The interval is the hierarchical bootstrap's (`siked.report.bootstrap`): seeds drawn with replacement,
-then questions within each template of each drawn seed; with one seed it covers the questions only.
+Two intervals: `low`/`high` is the hierarchical bootstrap's (`siked.report.bootstrap`): seeds drawn with
+replacement, then questions within each template of each drawn seed; with one seed it covers the questions
+only. `t_low`/`t_high` is the paired t-interval over seeds: each seed's template-averaged difference
+(`per_seed`), mean ± t(0.975, n − 1) · sd / √n, which with few seeds is wider and more honest than a
+bootstrap over them (None below two seeds).
 
 Anything that would leave the number undefined is a ValueError saying what: a label no run holds, a model
 without evaluation files for the set, no seed both were run with, or a set whose questions do not come
@@ -33,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from siked.metrics import load_metrics
-from siked.report.bootstrap import hierarchical_interval, stratified_mean
+from siked.report.bootstrap import hierarchical_interval, seed_t_interval, stratified_mean
 from siked.report.seeds import difference_strata, model_tables, paired_difference
 from siked.report.templates import set_templates
 
@@ -54,6 +57,10 @@ class PrimaryComparison:
     repeats: int
     templates: int
     questions: int
+    per_seed: tuple[float, ...] = ()
+    """Each paired seed's template-averaged difference, in seed order."""
+    t_low: float | None = None
+    t_high: float | None = None
 
 
 def primary_comparison(run_dirs: Sequence[Path | str], method: str, reference: str = "combined",
@@ -78,7 +85,11 @@ def primary_comparison(run_dirs: Sequence[Path | str], method: str, reference: s
     paired = set(difference.seeds)
     runs_per_seed = Counter(key for label in (method, reference) for key in by_label[label].seed_keys()
                             if key in paired)
+    per_seed = tuple(stratified_mean(difference.values[row:row + 1], strata) for row in range(difference.values.shape[0]))
+    t_interval = seed_t_interval(per_seed)
     return PrimaryComparison(method=method, reference=reference, dataset=dataset,
                              estimate=stratified_mean(difference.values, strata), low=low, high=high,
                              seeds=len(paired), repeats=sum(runs_per_seed.values()) - 2 * len(paired),
-                             templates=len(strata), questions=len(difference.questions))
+                             templates=len(strata), questions=len(difference.questions), per_seed=per_seed,
+                             t_low=t_interval[0] if t_interval else None,
+                             t_high=t_interval[1] if t_interval else None)

@@ -71,23 +71,23 @@ def test_compare_averages_seeds_and_pairs_differences_by_seed(tmp_path):
             seeded_run(tmp_path / "s1", 1, iter2_correct=4, combined_correct=3)]
     markdown = compare_runs(runs)
 
-    chosen = row(markdown, "Over seeds", "SIKeD adaptive (chosen)")  # best_iteration 2 in both runs
+    chosen = row(markdown, "Over seeds", "SIKeD unbiased adaptive (chosen)")  # best_iteration 2 in both runs
     assert chosen[1] == "2 seeds: 0, 1"
     assert chosen[3].startswith("50.0% [") and chosen[3].endswith("(60.0, 40.0)")
     assert row(markdown, "Over seeds", "combined")[3].startswith("30.0% [")
-    assert row(markdown, "Over seeds", "SIKeD adaptive iteration 1")[3].startswith("20.0% [")
+    assert row(markdown, "Over seeds", "SIKeD unbiased adaptive iteration 1")[3].startswith("20.0% [")
     # iteration 3 has no evaluation files here: its cells say so instead of inventing a number
-    assert row(markdown, "Over seeds", "SIKeD adaptive iteration 3")[2:] == ["—", "—"]
+    assert row(markdown, "Over seeds", "SIKeD unbiased adaptive iteration 3")[2:] == ["—", "—"]
     assert "hierarchical bootstrap" in section_text(markdown, "Over seeds")
     assert "Only one seed" not in markdown
 
     # seed 0: +3 questions over combined, seed 1: +1; paired by seed the mean is +20 points
-    chosen_difference = row(markdown, "Difference from combined", "SIKeD adaptive (chosen)")
+    chosen_difference = row(markdown, "Difference from combined", "SIKeD unbiased adaptive (chosen)")
     assert chosen_difference[1] == "2 seeds: 0, 1"
     mean, low, high = difference(chosen_difference[3])
     assert mean == pytest.approx(20.0)
     assert 0.0 <= low < mean < high < 60.0
-    assert row(markdown, "Difference from combined", "SIKeD adaptive iteration 1")[3].startswith("-10.0 [")
+    assert row(markdown, "Difference from combined", "SIKeD unbiased adaptive iteration 1")[3].startswith("-10.0 [")
 
 
 def test_compare_of_one_run_adds_no_seed_tables(tmp_path):
@@ -304,9 +304,9 @@ def test_sets_without_templates_get_no_template_averaged_difference(tmp_path):
     part = section_text(markdown, "Difference from combined")
     assert "template-averaged" not in part.lower()
     assert "| model | paired seeds | validation | gsm_symbolic:test |" in part
-    assert len(row(markdown, "Difference from combined", "SIKeD adaptive (chosen)")) == 4
+    assert len(row(markdown, "Difference from combined", "SIKeD unbiased adaptive (chosen)")) == 4
     with pytest.raises(ValueError, match="several templates"):
-        primary_comparison(runs, "SIKeD adaptive (chosen)", "combined", TEST_SET)
+        primary_comparison(runs, "SIKeD unbiased adaptive (chosen)", "combined", TEST_SET)
 
     # problems without a generator template, all from one source: one group, nothing to average over
     single = [baseline_run(tmp_path / f"{method}{seed}", method, seed, QUESTIONS[:correct])

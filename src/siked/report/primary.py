@@ -11,8 +11,8 @@ Markdown:
     print(f"{100 * result.estimate:+.1f} [{100 * result.low:+.1f}, {100 * result.high:+.1f}] "
           f"over {result.seeds} seeds ({result.repeats} repeat runs)")
 
-`method` and `reference` are model labels as `siked compare` writes them (`SIKeD <mixing> (chosen)` for the
-iteration validation chose, `SIKeD <mixing> iteration <k>`, or a baseline's method such as `combined`);
+`method` and `reference` are model labels as `siked compare` writes them (`SIKeD <line> <mixing> (chosen)` for the
+iteration validation chose, `SIKeD <line> <mixing> iteration <k>`, or a baseline's method such as `combined`);
 `dataset` is the evaluation set's name (`validation`, `gsm_symbolic:test`, ...). The numbers are those of
 the table, as fractions (multiply by 100 for points): per seed both models were run with (runs sharing a
 seed are repeats, averaged per question within it), each template's mean of the per-question differences

@@ -1,7 +1,7 @@
 """Runs of the same methods under several seeds (`siked compare`): mean accuracy over seeds and paired
 differences against a reference method, with hierarchical bootstrap intervals (seeds, then questions).
 
-A model is known across runs by its label: `SIKeD <mixing> iteration <k>`, `SIKeD <mixing>
+A model is known across runs by its label: `SIKeD <line> <mixing> iteration <k>`, `SIKeD <line> <mixing>
 (chosen)` for the iteration validation chose, or the baseline's method. Its per-question verdicts
 come from its evaluation files. Runs are grouped by their recorded seed: runs that share a seed are
 repeats, averaged per question within the seed (they say how far one seed's run is reproducible, not
@@ -34,7 +34,7 @@ import numpy as np
 
 from siked.evaluation import natural_key
 from siked.io import read_jsonl
-from siked.metrics import Metrics
+from siked.metrics import Metrics, run_label
 from siked.records import GradedSolution
 from siked.report.bootstrap import BOOTSTRAP_RESAMPLES, hierarchical_interval, stratified_mean
 from siked.report.document import MISSING
@@ -84,12 +84,11 @@ def model_folders(run_dir: Path, metrics: Metrics) -> dict[str, Path]:
     method = metrics.run.method or "siked"
     if method != "siked":
         return {method: run_dir / "baselines" / method}
-    mixing = metrics.run.mixing.get("mode", "")
-    folders = {f"SIKeD {mixing} iteration {it.iteration}": run_dir / f"iter{it.iteration}"
-               for it in metrics.iterations}
+    label = run_label(metrics.run)  # names the line and mode: `SIKeD unbiased adaptive`, the control
+    folders = {f"{label} iteration {it.iteration}": run_dir / f"iter{it.iteration}" for it in metrics.iterations}
     best, _ = metrics.best()
     if best is not None:
-        folders[f"SIKeD {mixing} {CHOSEN}"] = run_dir / f"iter{best.iteration}"
+        folders[f"{label} {CHOSEN}"] = run_dir / f"iter{best.iteration}"
     folders.update({name: run_dir / "baselines" / name for name in metrics.baselines})
     return folders
 

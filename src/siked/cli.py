@@ -34,8 +34,8 @@ from siked.predictions import (
 from siked.progress import make_progress
 from siked.records import Prediction, Solution
 from siked.sandbox import SandboxPool
-from siked.strategies import strategy_names
-from siked.student import FREE, read_examples, run_generation, train_student
+from siked.strategies import FREE, strategy_names
+from siked.student import read_examples, run_generation, train_student
 from siked.student.decode import evaluate_model, grade_student_outputs
 from siked.student.train import is_main_process
 from siked.teachers import teach as run_teach
@@ -437,7 +437,7 @@ def sample(
     data_file: DataFileOption = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Solve the first N questions.")] = None,
     samples: Annotated[int | None, typer.Option("--samples", min=1, help="Samples per question (default: generation.samples).")] = None,
-    strategy: Annotated[str, typer.Option("--strategy", help="free (the student picks) or a strategy to force: cot, l2m, pot.")] = "free",
+    strategy: Annotated[str, typer.Option("--strategy", help="free (the student picks) or a strategy to force: cot, l2m, pot.")] = FREE,
     greedy: Annotated[bool, typer.Option("--greedy", help="One greedy answer per question.")] = False,
     out: Annotated[Path, typer.Option("--out", help="Solutions JSONL (the `siked grade` schema, plus `question`).")] = ...,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,

@@ -35,6 +35,7 @@ from siked.metrics import (
 from siked.records import GradedSolution, Problem, Solution
 from siked.registry import Registry
 from siked.stages import ERROR, RESULT, StageError, StageRequest, write_result
+from siked.strategies import FREE
 
 StageBody = Callable[[SikedConfig, dict[str, Any], Any], tuple[list[str], StageInfo]]
 """(config, arguments, console) -> (output paths, the info the manifest records)."""
@@ -122,7 +123,7 @@ def evaluate_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> t
 
 def sample_modes(config: SikedConfig) -> list[str]:
     """The sampling passes of `mixing.line`: one free pass, or one per taught strategy (unbiased)."""
-    return list(config.teacher.strategies) if config.mixing.sampling == "forced" else ["free"]
+    return list(config.teacher.strategies) if config.mixing.sampling == "forced" else [FREE]
 
 
 @stage_kind("sample")
@@ -143,8 +144,8 @@ def sample_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tup
     write_jsonl(Path(args["samples"]), solutions)
     write_jsonl(Path(args["verdicts"]), verdicts)
     summary = StudentStats.read(sample_summary(problems, solutions, verdicts))
-    if "free" in by_mode:  # the strategies the student picks itself, not the forced ones
-        summary.strategy_counts = by_mode["free"].strategy_counts
+    if FREE in by_mode:  # the strategies the student picks itself, not the forced ones
+        summary.strategy_counts = by_mode[FREE].strategy_counts
     summary.by_mode = by_mode
     return [str(args["samples"]), str(args["verdicts"])], SampleInfo(student=summary, **backend_info(student))
 

@@ -32,12 +32,12 @@ from siked.predictions import (
     spec_key,
 )
 from siked.progress import make_progress
+from siked.ranks import is_main_process
 from siked.records import Prediction, Solution
 from siked.sandbox import SandboxPool
 from siked.strategies import FREE, strategy_names
 from siked.student import read_examples, run_generation, train_student
 from siked.student.decode import evaluate_model, grade_student_outputs
-from siked.student.train import is_main_process
 from siked.teachers import teach as run_teach
 
 console = Console(stderr=True)

@@ -32,6 +32,7 @@ from siked.metrics import (
     TeacherInfo,
     TrainInfo,
 )
+from siked.ranks import is_main_process
 from siked.records import GradedSolution, Problem, Solution
 from siked.registry import Registry
 from siked.stages import ERROR, RESULT, StageError, StageRequest, write_result
@@ -186,10 +187,6 @@ def run_request(request: StageRequest, console: Any) -> tuple[list[str], dict[st
     return outputs, info.dump()
 
 
-def is_main_rank() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if os.environ.get(PARENT_ENV):  # a stage of `siked run`; ranks under a launcher die with it too
@@ -208,14 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         outputs, info = run_request(request, console)
     except SikedError as exc:
         if os.environ.get(PARENT_ENV):  # the loop shows it, once
-            if is_main_rank():
+            if is_main_process():
                 with atomic_path(request_path.parent / ERROR) as staging:
                     staging.write_text(str(exc), encoding="utf-8")
         else:
             console.print("[bold red]error:[/]", end=" ")
             console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
         return 2
-    if is_main_rank():
+    if is_main_process():
         write_result(request_path.parent / RESULT, outputs, info)
     return 0
 

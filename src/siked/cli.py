@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from siked.config import DatasetSpec, SikedConfig, load_config
+from siked.config import DatasetSpec, SikedConfig, dump_config, load_config
 from siked.data import load_problems, load_spec, parse_data_spec
 from siked.envcheck import check_torch_companions
 from siked.errors import SikedError
@@ -24,6 +24,7 @@ from siked.io import read_jsonl_numbered, write_jsonl
 from siked.lifeline import sigterm_interrupts
 from siked.loop import run as run_loop
 from siked.metrics import NO_STRATEGY, EvalResult
+from siked.plugins import load_plugins
 from siked.predictions import (
     RUN_CONFIG,
     differences_from_run,
@@ -85,6 +86,7 @@ def config_from(path: Path | None, overrides: list[str] | None) -> SikedConfig:
 def cli() -> None:
     # An explicit callback keeps `siked COMMAND` a group; without it Typer runs a lone command as the app.
     quiet_libraries()
+    load_plugins()  # the installed entry points, for commands that read no config (a config adds its own)
 
 
 def quiet_libraries() -> None:
@@ -93,6 +95,19 @@ def quiet_libraries() -> None:
     setting of the variables wins."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers follows it too
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+
+@app.command("config")
+def show_config(
+    config: ConfigArg = None,
+    overrides: SetOption = None,
+    schema: Annotated[bool, typer.Option("--schema", help="Print the JSON Schema of every field, described, instead.")] = False,
+) -> None:
+    """Print the config a command line resolves to (CONFIG or the embedded default, then each --set) as YAML."""
+    if schema:
+        typer.echo(json.dumps(SikedConfig.model_json_schema(), indent=2))
+        return
+    typer.echo(dump_config(config_from(config, overrides)), nl=False)
 
 
 @app.command()

@@ -304,6 +304,9 @@ class Loop:
         data = self.datasets()
         teacher = self.teacher(data)
         loop = self.config.loop
+        if loop.stop_after == "teacher":
+            self.console.print("stopped after the teacher stage (loop.stop_after)")
+            return self.run.path
         if loop.method == "siked":
             self.iterate(data, teacher)
         else:

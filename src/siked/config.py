@@ -165,7 +165,8 @@ class TeacherConfig(Section):
     samples: int = Field(default=10, ge=1)
     """K samples per question and strategy (the paper: 10)."""
     keep_per_strategy: int = Field(default=1, ge=1)
-    """At most N correct solutions kept per question per strategy (the paper: 1)."""
+    """What the teacher stage keeps: at most N correct solutions per question and strategy in
+    teacher.jsonl (the paper: 1). `mixing.max_per_strategy` is what each training mix takes from it."""
     temperature: float = Field(default=0.7, ge=0)
     """Sampling temperature of the teacher."""
     top_p: float = Field(default=1.0, gt=0, le=1)
@@ -234,10 +235,9 @@ class MixingConfig(Section):
     Whatever the mode, iteration 1 trains on teacher data, and an iteration whose student solved
     nothing falls back to teacher data (recorded as `fallback` in the mix's metrics)."""
     max_per_strategy: int = Field(default=1, ge=1)
-    """Teacher and student solutions kept per question and strategy (the authors: 1); SIKeD and
-    every baseline use the same teacher selection (`siked.mixing.select_teacher`). The teacher
-    stage's `teacher.keep_per_strategy` is what the teacher data file holds; this is what a mix
-    takes from it."""
+    """What each training mix takes: at most N teacher and N student solutions per question and
+    strategy (the authors: 1), from the teacher data `teacher.keep_per_strategy` kept. SIKeD and every
+    baseline use the same teacher selection (`siked.mixing.select_teacher`)."""
     priority: list[str] = DEFAULT_PRIORITY
     """biased line only: the strategy order of its one-solution-per-question choice. The authors
     ran three: [pot, cot, l2m], [cot, pot, l2m] and [l2m, pot, cot]."""

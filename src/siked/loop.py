@@ -52,6 +52,7 @@ from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, eval_file, file_key, now
 from siked.runlock import run_lock
 from siked.stages import StageRequest, run_stage
+from siked.strategies import FREE
 from siked.student.models import PRUNED, disk_bytes, prune_merged
 from siked.student.snapshots import snapshot_dir
 from siked.student.trainer_args import check_train_settings
@@ -303,6 +304,9 @@ class Loop:
         data = self.datasets()
         teacher = self.teacher(data)
         loop = self.config.loop
+        if loop.stop_after == "teacher":
+            self.console.print("stopped after the teacher stage (loop.stop_after)")
+            return self.run.path
         if loop.method == "siked":
             self.iterate(data, teacher)
         else:
@@ -414,8 +418,8 @@ class Loop:
         entry.disk_mb = round(disk_bytes(folder) / 2**20, 1)
         entry.merged_pruned = (folder / "model" / PRUNED).is_file()
         taught = self.config.teacher.strategies
-        if sampled.student and "free" in sampled.student.by_mode:
-            entry.kl_train_samples = kl_add_one(train.strategy_counts, sampled.student.by_mode["free"].strategy_counts,
+        if sampled.student and FREE in sampled.student.by_mode:
+            entry.kl_train_samples = kl_add_one(train.strategy_counts, sampled.student.by_mode[FREE].strategy_counts,
                                                 taught)
         if VALIDATION in entry.eval:  # the greedy choices: every iteration has them, the last included
             validation = entry.eval[VALIDATION]

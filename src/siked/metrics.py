@@ -97,7 +97,8 @@ class EvalResult(Score):
 
 
 class TrainStats(Record):
-    """One training run: its mix (`mix` stage) and the optimisation (`train` stage)."""
+    """The metrics record of one training run (metrics.json's `train`): its mix (`mix` stage) and
+    the optimisation (`train` stage), joined; `TrainInfo` is the training stage's own record."""
 
     examples: int | None = None
     teacher_count: int | None = None
@@ -231,6 +232,9 @@ class MixInfo(StageInfo):
 
 
 class TrainInfo(StageInfo):
+    """The manifest's record of a training stage (what its child returns); the loop joins it with
+    the mix's into a `TrainStats` for metrics.json."""
+
     examples: int | None = None
     steps: int | None = None
     train_loss: float | None = None

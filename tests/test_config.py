@@ -1,3 +1,4 @@
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,45 @@ def test_the_run_seed_seeds_training_sampling_and_the_teacher_unless_a_section_s
     path.write_text(dump_config(config))
     assert load_config(path).model_dump() == config.model_dump()
     assert load_config(path, ["seed=4"]).train.seed == 7  # written out, the section's own seed stays
+
+
+def test_siked_config_prints_the_resolved_config_and_a_schema_with_every_field_described(tmp_path: Path):
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from siked.cli import app
+
+    path = tmp_path / "c.yaml"
+    path.write_text("teacher:\n  samples: 3\n")
+    shown = CliRunner().invoke(app, ["config", str(path), "--set", "loop.method=pot"])
+    assert shown.exit_code == 0, shown.output
+    assert load_config(path, ["loop.method=pot"]) == SikedConfig.model_validate(yaml.safe_load(shown.stdout))
+
+    shown = CliRunner().invoke(app, ["config", "--schema"])
+    schema = json.loads(shown.stdout)
+    undescribed = [f"{name}.{field}" for name, model in [("SikedConfig", schema), *schema["$defs"].items()]
+                   for field, prop in model["properties"].items() if not prop.get("description")]
+    assert undescribed == []
+    assert schema["$defs"]["TrainConfig"]["properties"]["max_steps"]["description"].startswith("Stop after")
+
+
+def test_a_plugin_named_in_the_config_is_imported_before_its_names_are_checked(tmp_path: Path, monkeypatch):
+    from siked.strategies.registry import STRATEGIES
+
+    (tmp_path / "ext_tot.py").write_text(
+        "from siked.strategies import register\nfrom siked.strategies.cot import ChainOfThought\n\n"
+        "class TreeOfThought(ChainOfThought):\n    name = 'tot'\n\nregister(TreeOfThought())\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"loop.baselines: .*unknown baseline 'tot' \(known: combined, cot, l2m, pot"):
+        load_config(None, ["loop.baselines=[tot]"])
+    try:
+        config = load_config(None, ["plugins=[ext_tot]", "loop.method=tot", "loop.baselines=[combined, tot]",
+                                    "teacher.strategies=[cot, tot]"])
+        assert (config.loop.method, config.loop.baselines) == ("tot", ["combined", "tot"])
+    finally:
+        STRATEGIES.pop("tot")
+        monkeypatch.delitem(sys.modules, "ext_tot")
+    with pytest.raises(ConfigError, match="plugins: expected a list of module names"):
+        load_config(None, ["plugins=ext_tot"])

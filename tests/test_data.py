@@ -546,3 +546,35 @@ def test_registry_and_specs(svamp_file: Path) -> None:
         load_problems("svamp", "test", data_file=svamp_file.parent / "nope.json")
     spec = DatasetSpec(name="svamp", split="test", file=svamp_file, limit=5)
     assert [p.id for p in load_spec(spec)] == [f"svamp/test/chal-{i}" for i in range(1, 6)]
+
+
+def test_gsm_symbolic_per_template_balances_each_split_over_its_templates():
+    from collections import Counter
+
+    from siked.config import ConfigError, load_config
+    from siked.data import load_spec
+
+    for split in ("train", "test"):
+        problems = load_problems("gsm_symbolic", split, None, None, templates=[10, 16, 43], per_template=4)
+        assert Counter(p.meta["template"] for p in problems) == {10: 4, 16: 4, 43: 4}
+    unbalanced = load_problems("gsm_symbolic", "test", None, 12, templates=[10, 16, 43])
+    assert len(unbalanced) == 12  # without it, a split follows reasoning-gym's draw of templates
+    config = load_config(None, ["data.train={name: gsm_symbolic, split: train, templates: [10, 16], per_template: 3}"])
+    assert Counter(p.meta["template"] for p in load_spec(config.data.train)) == {10: 3, 16: 3}
+    with pytest.raises(ConfigError, match="give `templates` too"):
+        load_config(None, ["data.train={name: gsm_symbolic, split: train, per_template: 3}"])
+
+
+def test_validation_by_template_holds_out_the_same_share_of_every_template():
+    from collections import Counter
+
+    from siked.data.splits import split_validation_by_template
+
+    problems = load_problems("gsm_symbolic", "train", None, None, templates=[10, 16, 43], per_template=10)
+    train, validation = split_validation_by_template(problems, 0.4, seed=0)
+    assert Counter(p.meta["template"] for p in validation) == {10: 4, 16: 4, 43: 4}
+    assert len(train) == 18 and not {p.id for p in train} & {p.id for p in validation}
+    again, _ = split_validation_by_template(list(reversed(problems)), 0.4, seed=0)
+    assert {p.id for p in again} == {p.id for p in train}  # the ids decide, not the order
+    _, other = split_validation_by_template(problems, 0.4, seed=1)
+    assert {p.id for p in other} != {p.id for p in validation}

@@ -113,11 +113,11 @@ def test_cli_eval_of_an_unfinished_run_names_the_missing_file(tmp_path: Path) ->
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "manifest.json").write_text("{}")
-    result = CliRunner().invoke(app, ["eval", str(run_dir)])
+    result = CliRunner().invoke(app, ["eval", str(run_dir), "--overview"])
     assert result.exit_code == 2
     assert "metrics.json does not exist" in result.output and "Traceback" not in result.output
     write(run_dir, old_metrics())
-    result = CliRunner().invoke(app, ["eval", str(run_dir), "--json"])
+    result = CliRunner().invoke(app, ["eval", str(run_dir), "--overview", "--json"])
     assert result.exit_code == 0, result.output
     overview = json.loads(result.output)
     assert [row["iteration"] for row in overview["iterations"]] == [1, 2]

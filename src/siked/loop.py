@@ -22,6 +22,7 @@ from rich.console import Console
 
 from siked.config import DatasetSpec, LauncherConfig, SikedConfig, dump_config
 from siked.data import load_spec, split_validation
+from siked.data.splits import split_validation_by_template
 from siked.evaluation import kl_add_one
 from siked.io import read_jsonl, write_jsonl
 from siked.metrics import (
@@ -51,6 +52,7 @@ from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, eval_file, file_key, now
 from siked.runlock import run_lock
 from siked.stages import StageRequest, run_stage
+from siked.strategies import FREE
 from siked.student.models import PRUNED, disk_bytes, prune_merged
 from siked.student.snapshots import snapshot_dir
 from siked.student.trainer_args import check_train_settings
@@ -154,7 +156,8 @@ class Loop:
             paths[spec_key(spec)] = self.path("data", f"eval-{file_key(spec_key(spec))}.jsonl")
 
         def load() -> tuple[list[Path], DataInfo]:
-            train, validation = split_validation(load_spec(data.train), data.validation_fraction, data.split_seed)
+            split = split_validation_by_template if data.validation_by_template else split_validation
+            train, validation = split(load_spec(data.train), data.validation_fraction, data.split_seed)
             write_jsonl(paths["train"], train)
             write_jsonl(paths[VALIDATION], validation)
             counts = {"train": len(train), VALIDATION: len(validation)}
@@ -305,6 +308,9 @@ class Loop:
         data = self.datasets()
         teacher = self.teacher(data)
         loop = self.config.loop
+        if loop.stop_after == "teacher":
+            self.console.print("stopped after the teacher stage (loop.stop_after)")
+            return self.run.path
         if loop.method == "siked":
             self.iterate(data, teacher)
         else:
@@ -328,9 +334,20 @@ class Loop:
         best = self.best_iteration()
         if best is None:
             return
-        sets = {key: str(data.paths[key]) for key in data.evaluation}
-        self.heavy("routing", RoutingInfo, "route", {"model": str(self.path(best, "model")), "model_name": best,
+        # validation too: whether a task leaves room for strategy choice is decided there, not on test
+        sets = {key: str(path) for key, path in data.paths.items() if key != "train" and
+                (key != VALIDATION or data.validation)}
+        self.heavy("routing", RoutingInfo, "route", {"model": str(self.chosen_model(best)), "model_name": best,
                                                      "sets": sets, "out": str(self.path("routing.json"))})
+
+    def chosen_model(self, name: str) -> Path:
+        """The model folder `name` reports: an iteration's model, or a baseline's chosen snapshot."""
+        model_dir = self.path(name, "model")
+        if name.startswith("baselines/"):
+            chosen = self.baseline_metrics(name.removeprefix("baselines/")).chosen_step
+            if chosen is not None:
+                return snapshot_dir(model_dir, chosen)
+        return model_dir
 
     def prune_merged(self) -> None:
         """`loop.keep_merged: last`: delete the merged weights of every model but the chosen and the last."""
@@ -387,7 +404,6 @@ class Loop:
     def train_stats(self, name: str) -> TrainStats:
         """The mix and the training of `name`, in one record."""
         mixed = self.recorded(f"{name}/mix", MixInfo).train.dump()
-        # a baseline's snapshots are reported as its checkpoints (`baseline_metrics`), not here
         trained = self.recorded(f"{name}/train", TrainInfo).model_dump(mode="json", exclude_unset=True,
                                                                        exclude={"snapshots"})
         return TrainStats(**{**mixed, **trained})
@@ -406,8 +422,8 @@ class Loop:
         entry.disk_mb = round(disk_bytes(folder) / 2**20, 1)
         entry.merged_pruned = (folder / "model" / PRUNED).is_file()
         taught = self.config.teacher.strategies
-        if sampled.student and "free" in sampled.student.by_mode:
-            entry.kl_train_samples = kl_add_one(train.strategy_counts, sampled.student.by_mode["free"].strategy_counts,
+        if sampled.student and FREE in sampled.student.by_mode:
+            entry.kl_train_samples = kl_add_one(train.strategy_counts, sampled.student.by_mode[FREE].strategy_counts,
                                                 taught)
         if VALIDATION in entry.eval:  # the greedy choices: every iteration has them, the last included
             validation = entry.eval[VALIDATION]
@@ -428,6 +444,7 @@ class Loop:
         best, best_rule = self.best_choice()
         wall_s, finished = self.working_time()
         baselines = [m for m in self.config.loop.baselines if m != self.config.loop.method]
+        lone = [self.config.loop.method] if self.config.loop.method != "siked" else []  # its checkpoints
         routing_path = self.path("routing.json")
         optional = {"routing": json.loads(routing_path.read_text(encoding="utf-8"))} if routing_path.exists() else {}
         return new_metrics(
@@ -445,10 +462,10 @@ class Loop:
                 name: stats.kept or 0 for name, stats in teacher_stats.by_strategy.items()}),
             iterations=[self.iteration_metrics(index, name) for index, name in enumerate(names, start=1)],
             best_iteration=names.index(best) + 1 if best else None,
-            best_model=f"{best}/model" if best else None,
+            best_model=str(self.chosen_model(best).relative_to(self.run.path)) if best else None,
             best_rule=best_rule,
             stopped=self.stopped,
-            baselines={method: self.baseline_metrics(method) for method in baselines},
+            baselines={method: self.baseline_metrics(method) for method in baselines + lone},
             **optional,
         )
 

@@ -97,7 +97,8 @@ class EvalResult(Score):
 
 
 class TrainStats(Record):
-    """One training run: its mix (`mix` stage) and the optimisation (`train` stage)."""
+    """The metrics record of one training run (metrics.json's `train`): its mix (`mix` stage) and
+    the optimisation (`train` stage), joined; `TrainInfo` is the training stage's own record."""
 
     examples: int | None = None
     teacher_count: int | None = None
@@ -128,16 +129,36 @@ class StudentStats(Record):
     """The same per sampling pass (free, or a forced strategy: `mixing.line`)."""
 
 
-class RoutingResult(Record):
-    """Each strategy forced on every question of one evaluation set."""
+class RoutingGroup(Record):
+    """Each strategy forced on every question of a group of questions (a set, or one template of it)."""
 
     questions: int | None = None
     oracle_accuracy: float | None = None
     """Accuracy if the best strategy were picked for every question (an upper bound)."""
     best_single_accuracy: float | None = None
+    best_single_strategy: str | None = None
+    """The strategy with the highest forced accuracy (the first by name on ties)."""
+    oracle_gap: float | None = None
+    """oracle_accuracy - best_single_accuracy: what choosing a strategy per question can add at most
+    over always using the best one (0: nothing left for routing)."""
+    forced_accuracy: dict[str, float] = {}
+
+    def gap(self) -> float | None:
+        """The oracle gap; computed from the two accuracies for records written before it was."""
+        if self.oracle_gap is not None:
+            return self.oracle_gap
+        if self.oracle_accuracy is None or self.best_single_accuracy is None:
+            return None
+        return self.oracle_accuracy - self.best_single_accuracy
+
+
+class RoutingResult(RoutingGroup):
+    """Each strategy forced on every question of one evaluation set."""
+
+    by_template: dict[str, RoutingGroup] = {}
+    """The same per template (gsm_symbolic's generator, else the problems' source)."""
     solved_by: dict[str, int] = {}
     only_by: dict[str, int] = {}
-    forced_accuracy: dict[str, float] = {}
     per_question: dict[str, list[str]] = {}
 
 
@@ -211,6 +232,9 @@ class MixInfo(StageInfo):
 
 
 class TrainInfo(StageInfo):
+    """The manifest's record of a training stage (what its child returns); the loop joins it with
+    the mix's into a `TrainStats` for metrics.json."""
+
     examples: int | None = None
     steps: int | None = None
     train_loss: float | None = None

@@ -50,6 +50,8 @@ def now() -> str:
 
 
 OPERATIONAL_FIELDS: tuple[str, ...] = (
+    "plugins",  # they make names known; the names a run uses are in its config
+    "loop.stop_after",
     "generation.batch_size",
     "generation.device",
     "generation.gpu_memory_utilization",

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import os
 import sys
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from siked.config import SikedConfig
-from siked.errors import SikedError
+from siked.errors import SikedError, one_line
 from siked.io import atomic_path, read_jsonl, write_json, write_jsonl
 from siked.lifeline import PARENT_ENV, die_with_parent, watch_parent
 from siked.metrics import (
@@ -33,9 +35,12 @@ from siked.metrics import (
     TeacherInfo,
     TrainInfo,
 )
+from siked.plugins import load_plugins
+from siked.ranks import is_main_process
 from siked.records import GradedSolution, Problem, Solution
 from siked.registry import Registry
 from siked.stages import ERROR, LOG, RESULT, StageError, StageRequest, write_result
+from siked.strategies import FREE
 
 StageBody = Callable[[SikedConfig, dict[str, Any], Any], tuple[list[str], StageInfo]]
 """(config, arguments, console) -> (output paths, the info the manifest records)."""
@@ -123,7 +128,7 @@ def evaluate_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> t
 
 def sample_modes(config: SikedConfig) -> list[str]:
     """The sampling passes of `mixing.line`: one free pass, or one per taught strategy (unbiased)."""
-    return list(config.teacher.strategies) if config.mixing.sampling == "forced" else ["free"]
+    return list(config.teacher.strategies) if config.mixing.sampling == "forced" else [FREE]
 
 
 @stage_kind("sample")
@@ -144,8 +149,8 @@ def sample_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tup
     write_jsonl(Path(args["samples"]), solutions)
     write_jsonl(Path(args["verdicts"]), verdicts)
     summary = StudentStats.read(sample_summary(problems, solutions, verdicts))
-    if "free" in by_mode:  # the strategies the student picks itself, not the forced ones
-        summary.strategy_counts = by_mode["free"].strategy_counts
+    if FREE in by_mode:  # the strategies the student picks itself, not the forced ones
+        summary.strategy_counts = by_mode[FREE].strategy_counts
     summary.by_mode = by_mode
     return [str(args["samples"]), str(args["verdicts"])], SampleInfo(student=summary, **backend_info(student))
 
@@ -154,6 +159,7 @@ def sample_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tup
 def route_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], RoutingInfo]:
     """args: model, model_name, sets: {key: problems JSONL}, out. Every set decoded with each strategy forced."""
     from siked.evaluation import routing
+    from siked.metrics import RoutingResult
     from siked.strategies import strategy_names
     from siked.student.decode import decode_and_grade, open_student
 
@@ -164,6 +170,10 @@ def route_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tupl
             forced = {name: decode_and_grade(student, problems, config, grade, greedy=True, mode=name,
                                              console=console)[1] for name in strategy_names()}
             table[key] = routing(problems, forced)
+            result = RoutingResult.read(table[key])
+            console.print(f"  routing {key}: best single {result.best_single_strategy} "
+                          f"{result.best_single_accuracy or 0:.1%}, oracle {result.oracle_accuracy or 0:.1%} "
+                          f"(gap {100 * (result.gap() or 0):.1f} points)")
     write_json(Path(args["out"]), table)
     return [str(args["out"])], RoutingInfo(model=args["model_name"], **backend_info(student))
 
@@ -176,13 +186,37 @@ def run_request(request: StageRequest, console: Any) -> tuple[list[str], dict[st
     returns its outputs and its info as JSON (the loop reads it back with the stage's info record)."""
     if request.kind not in STAGE_KINDS:
         raise StageError(f"stage {request.stage}: unknown kind {request.kind!r} (known: {', '.join(STAGE_KINDS)})")
+    load_plugins(request.config.get("plugins", []))  # before validation: it looks their names up
     config = SikedConfig.model_validate(request.config)
     outputs, info = STAGE_KINDS[request.kind](config, request.args, console)
     return outputs, info.dump()
 
 
-def is_main_rank() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
+def error_message(exc: Exception) -> str:
+    """A failed stage's cause on one line: a `SikedError`'s own message, else `TypeName: message`
+    (a pydantic error as its fields and messages, without the links to pydantic's documentation)."""
+    if isinstance(exc, SikedError):
+        return str(exc)
+    if isinstance(exc, ValidationError):
+        fields = [f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
+                  for e in exc.errors()]
+        return f"ValidationError: {exc.title}: {'; '.join(fields)}"
+    text = one_line(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def report_failure(exc: Exception, request_path: Path, console: Console) -> None:
+    """Hand the error to the loop, which shows it once (or show it, run by hand); the traceback of
+    anything but a `SikedError` goes to the stage's log."""
+    if not isinstance(exc, SikedError):
+        traceback.print_exc()
+    message = error_message(exc)
+    if not os.environ.get(PARENT_ENV):
+        console.print("[bold red]error:[/]", end=" ")
+        console.print(message, markup=False, highlight=False, soft_wrap=True)
+    elif is_main_process():
+        with atomic_path(request_path.parent / ERROR) as staging:
+            staging.write_text(message, encoding="utf-8")
 
 
 def warnings_to_log(log: Path) -> None:
@@ -215,16 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         request = StageRequest.read(request_path)
         outputs, info = run_request(request, console)
-    except SikedError as exc:
-        if os.environ.get(PARENT_ENV):  # the loop shows it, once
-            if is_main_rank():
-                with atomic_path(request_path.parent / ERROR) as staging:
-                    staging.write_text(str(exc), encoding="utf-8")
-        else:
-            console.print("[bold red]error:[/]", end=" ")
-            console.print(str(exc), markup=False, highlight=False, soft_wrap=True)
-        return 2
-    if is_main_rank():
+    except Exception as exc:  # every failure reaches the user as one line
+        report_failure(exc, request_path, console)
+        return 2 if isinstance(exc, SikedError) else 1
+    if is_main_process():
         write_result(request_path.parent / RESULT, outputs, info)
     return 0
 

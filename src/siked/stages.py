@@ -38,8 +38,8 @@ from siked.lifeline import PARENT_ENV, wrap
 REQUEST = "request.json"
 RESULT = "result.json"
 ERROR = "error.txt"
-"""A stage's own error message (a `SikedError`), written by its child instead of printing it, so that
-the loop shows it once, on its own `error:` line."""
+"""Why a stage failed (a `SikedError`'s message, or any other exception as `TypeName: message`),
+written by its child instead of printing it, so that the loop shows it once, on its own `error:` line."""
 LOG = "log.txt"
 STOP_GRACE_S = 30
 """How long a stopped stage's processes get to exit after SIGTERM before they are killed."""
@@ -106,6 +106,8 @@ def launch_command(request_path: Path, launcher: LauncherConfig | None) -> list[
 
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\r")
+PYDANTIC_LINK = re.compile(r"For further information visit https://errors\.pydantic\.dev")
+"""The last line of a pydantic error, which says nothing of the error itself."""
 
 
 def last_line(log: Path) -> str:
@@ -117,7 +119,7 @@ def last_line(log: Path) -> str:
     except OSError:
         return ""
     lines = [ANSI.sub("", line).strip() for line in tail.splitlines()]
-    line = next((line for line in reversed(lines) if line), "")
+    line = next((line for line in reversed(lines) if line and not PYDANTIC_LINK.match(line)), "")
     return line.removeprefix("error: ")  # the worker's own one-line errors
 
 

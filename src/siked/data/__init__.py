@@ -169,7 +169,9 @@ def load_problems(
 
 def load_spec(spec: DatasetSpec) -> list[Problem]:
     """Load a config's dataset entry (`data.train`, each of `data.evaluation`)."""
-    options = {} if spec.templates is None else {"templates": spec.templates}
+    options: dict[str, Any] = {} if spec.templates is None else {"templates": spec.templates}
+    if spec.per_template is not None:
+        options["per_template"] = spec.per_template
     return load_problems(spec.name, spec.split, spec.file, spec.limit, **options)
 
 

@@ -13,13 +13,16 @@ include units." is removed from questions (recorded in `meta["instruction"]`) un
 `keep_instruction=True`.
 
 `templates` restricts both splits to some of reasoning-gym's generators (item i's template is
-`task_indices[i]` of the seeded dataset; `TEMPLATES` lists the usable ones); ids keep the item
+`task_indices[i]` of the seeded dataset; `known_templates()` lists the usable ones); ids keep the item
 index, `meta["template"]` records the template. With templates, `train_horizon` counts the train
 items of those templates, so test still drops every question among the first ones train can use.
+`per_template` keeps at most N problems of each template (in item order), so a split can hold the
+same number of every template (`limit` then defaults to N per chosen template).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -44,6 +47,7 @@ def load(
     keep_instruction: bool = False,
     train_horizon: int = TRAIN_HORIZON,
     templates: Sequence[int] | None = None,
+    per_template: int | None = None,
 ) -> list[Problem]:
     if data_file is not None:
         raise DataError(
@@ -52,7 +56,12 @@ def load(
     if split not in DEFAULT_SIZES:
         raise DataError(f"gsm_symbolic has splits {', '.join(DEFAULT_SIZES)}, not {split!r}")
     chosen = check_templates(templates)
+    if per_template is not None and chosen is None:
+        raise DataError("gsm_symbolic per_template needs templates (the list to balance)")
     wanted = DEFAULT_SIZES[split] if limit is None else limit
+    if limit is None and per_template is not None and chosen is not None:
+        wanted = per_template * len(chosen)
+    counts: Counter[int] = Counter()
     excluded: set[str] = set()
     if split == "test":
         train_items = _entries(seed + SPLIT_SEED_OFFSETS["train"], chosen)
@@ -64,12 +73,15 @@ def load(
         if len(problems) == wanted:
             break
         if examined > 20 * wanted + 10_000:
+            short = sorted(t for t in chosen or () if counts[t] < (per_template or 0))
             raise DataError(
                 f"gsm_symbolic {split}: only {len(problems)} distinct questions in {examined} items"
+                + (f" (templates {short} have fewer than {per_template})" if short else "")
             )
-        if entry["question"] in seen:
+        if entry["question"] in seen or (per_template is not None and counts[template] >= per_template):
             continue
         seen.add(entry["question"])
+        counts[template] += 1
         problems.append(_problem(split, index, template, entry, split_seed, keep_instruction))
     return problems
 

@@ -13,6 +13,24 @@ def id_score(problem_id: str, seed: int) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def split_validation_by_template(
+    problems: list[Problem], fraction: float, seed: int
+) -> tuple[list[Problem], list[Problem]]:
+    """(train, validation) with the same share held out of every template (`meta["template"]`):
+    the round(fraction * n) lowest-scoring ids of each template's n problems. Problems without a
+    template form one group. Both lists keep the input order."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"validation fraction must be in [0, 1), got {fraction}")
+    groups: dict[object, list[Problem]] = {}
+    for problem in problems:
+        groups.setdefault(problem.meta.get("template"), []).append(problem)
+    held_out = set()
+    for group in groups.values():
+        ranked = sorted(group, key=lambda p: id_score(p.id, seed))
+        held_out |= {p.id for p in ranked[:round(fraction * len(group))]}
+    return ([p for p in problems if p.id not in held_out], [p for p in problems if p.id in held_out])
+
+
 def split_validation(
     problems: list[Problem], fraction: float, seed: int
 ) -> tuple[list[Problem], list[Problem]]:

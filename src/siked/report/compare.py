@@ -6,9 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from siked.evaluation import distribution_from_counts, wilson_interval
-from siked.metrics import VALIDATION, EvalResult, Metrics, TrainStats, load_metrics
-from siked.report.document import BEST_MARK, MISSING, fmt_num, fmt_pct, fmt_score
-from siked.report.seeds import seeds_section
+from siked.metrics import VALIDATION, EvalResult, Metrics, RoutingGroup, TrainStats, load_metrics
+from siked.report.document import (
+    BEST_MARK,
+    MISSING,
+    fmt_best_single,
+    fmt_gap,
+    fmt_num,
+    fmt_pct,
+    fmt_score,
+)
+from siked.report.seeds import model_tables, seeds_section
+from siked.report.templates import set_templates, templates_section
 from siked.report.view import dataset_names, ordered_strategies
 
 
@@ -41,9 +50,10 @@ def _compare_rows(label: str, metrics: Metrics) -> list[tuple[str, str, TrainSta
     return rows
 
 
-def compare_runs(run_dirs: list[Path]) -> str:
+def compare_runs(run_dirs: list[Path], reference: str = "combined") -> str:
     """Markdown: accuracy (with 95% intervals) and strategy choices of every iteration and baseline
-    of several runs, side by side."""
+    of several runs, side by side; over seeds, each model's mean and its paired difference from
+    `reference`, and accuracy per template."""
     names_only = [Path(d).name for d in run_dirs]
     unique = len(set(names_only)) == len(names_only) and all(names_only)
     loaded = [(name if unique else str(d), load_metrics(Path(d))) for name, d in zip(names_only, run_dirs, strict=True)]
@@ -72,9 +82,13 @@ def compare_runs(run_dirs: list[Path]) -> str:
             "(correct/total), [95% Wilson interval].")
     iterations = iteration_rows(loaded)
     routing = routing_rows(loaded)
-    over_seeds = seeds_section([(Path(d), metrics) for d, (_, metrics) in zip(run_dirs, loaded, strict=True)], names)
+    runs = [(Path(d), metrics) for d, (_, metrics) in zip(run_dirs, loaded, strict=True)]
+    sets = [*([VALIDATION] if VALIDATION in names else []), *(n for n in names if n != VALIDATION)]
+    groups, tables = model_tables(runs, sets)
+    templates = set_templates(groups, sets)
+    extra = [seeds_section(groups, tables, sets, reference, templates), templates_section(groups, tables, sets, templates)]
     return "\n".join(["## Accuracy", "", *accuracy, "", note, "", "## Strategy choices", "", *choices, "",
-                      "## Per iteration", "", *iterations, "", *routing, *([over_seeds] if over_seeds else [])])
+                      "## Per iteration", "", *iterations, "", *routing, *(block for block in extra if block)])
 
 
 def iteration_rows(loaded: list[tuple[str, Metrics]]) -> list[str]:
@@ -104,22 +118,29 @@ def iteration_rows(loaded: list[tuple[str, Metrics]]) -> list[str]:
     return rows
 
 
+def routing_cells(result: RoutingGroup) -> str:
+    forced = " · ".join(f"{s} {fmt_pct(result.forced_accuracy[s])}" for s in ordered_strategies(result.forced_accuracy))
+    return f"{forced or MISSING} | {fmt_best_single(result)} | {fmt_pct(result.oracle_accuracy)} | {fmt_gap(result)} |"
+
+
 def routing_rows(loaded: list[tuple[str, Metrics]]) -> list[str]:
-    """Forced-strategy accuracy and the oracle bound of each run's chosen iteration (`loop.routing`)."""
+    """Forced-strategy accuracy, the best single strategy, the oracle bound and the gap between them, of
+    each run's chosen iteration (`loop.routing`), per set and, for sets of several templates, per template."""
     rows = []
     for label, metrics in loaded:
         best, _ = metrics.best()
+        iteration = best.iteration if best else MISSING
         for name, result in metrics.routing.items():
             actual = best.eval.get(name) if best else None
-            forced = " · ".join(f"{s} {fmt_pct(result.forced_accuracy[s])}"
-                                for s in ordered_strategies(result.forced_accuracy))
-            rows.append(f"| {label} | {best.iteration if best else MISSING} | {name} | {fmt_score(actual)} | "
-                        f"{forced or MISSING} | {fmt_pct(result.best_single_accuracy)} | "
-                        f"{fmt_pct(result.oracle_accuracy)} |")
+            rows.append(f"| {label} | {iteration} | {name} | {fmt_score(actual)} | {routing_cells(result)}")
+            if len(result.by_template) > 1:
+                rows += [f"| {label} | {iteration} | {name} · {template} (n={group.questions}) | {MISSING} | "
+                         f"{routing_cells(group)}" for template, group in result.by_template.items()]
     if not rows:
         return []
     return ["## Routing", "", "The chosen iteration decoding every question with each strategy forced; oracle: the "
-            "best strategy per question (an upper bound for the student's choice).", "",
-            "| run | iteration | dataset | own choice | forced | best single | oracle |", "|" + "---|" * 7,
-            *rows, ""]
-
+            "best strategy per question (an upper bound for the student's choice); oracle gap: oracle minus the "
+            "best single strategy, in points (what choosing a strategy per question could add at most; 0: "
+            "nothing). Sets of several templates get a row per template.", "",
+            "| run | iteration | dataset | own choice | forced | best single | oracle | oracle gap (points) |",
+            "|" + "---|" * 8, *rows, ""]

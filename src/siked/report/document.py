@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from siked.metrics import EvalResult
+from siked.metrics import EvalResult, RoutingGroup
 
 DPI = 100
 BEST_MARK = "★"
@@ -68,6 +68,18 @@ class Section:
 
 def fmt_pct(value: float | None) -> str:
     return MISSING if value is None else f"{100 * value:.1f}%"
+
+
+def fmt_best_single(result: RoutingGroup) -> str:
+    """`pot 37.5%`: the best single strategy and its forced accuracy (older records: the accuracy only)."""
+    if result.best_single_strategy is None:
+        return fmt_pct(result.best_single_accuracy)
+    return f"{result.best_single_strategy} {fmt_pct(result.best_single_accuracy)}"
+
+
+def fmt_gap(result: RoutingGroup) -> str:
+    gap = result.gap()
+    return MISSING if gap is None else f"{100 * gap:.1f}"
 
 
 def fmt_num(value: float | int | None, digits: int = 2) -> str:

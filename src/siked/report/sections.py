@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from siked.metrics import BEST_IS_LAST, VALIDATION, TeacherStrategyStats, TrainStats, run_label
+from siked.metrics import (
+    BEST_IS_LAST,
+    VALIDATION,
+    RoutingResult,
+    TeacherStrategyStats,
+    TrainStats,
+    run_label,
+)
 from siked.report.document import (
     BEST_MARK,
     MISSING,
@@ -14,7 +21,9 @@ from siked.report.document import (
     Notice,
     Section,
     Table,
+    fmt_best_single,
     fmt_duration,
+    fmt_gap,
     fmt_mixing,
     fmt_num,
     fmt_pct,
@@ -324,7 +333,7 @@ def routing_section(view: RunView) -> Section | None:
         accuracy_rows.append([
             name, fmt_num(result.questions), fmt_score(actual),
             *(fmt_pct(result.forced_accuracy.get(s)) for s in strategies),
-            fmt_pct(result.oracle_accuracy),
+            fmt_best_single(result), fmt_pct(result.oracle_accuracy), fmt_gap(result),
         ])
         coverage_rows.append([
             name,
@@ -332,13 +341,28 @@ def routing_section(view: RunView) -> Section | None:
         ])
     blocks: list[Block] = [
         "Oracle: the best strategy picked per question (an upper bound for strategy choice); forced: one "
-        "strategy imposed on every question; actual: the student's own choice at its best iteration.",
-        Table(["Dataset", "Questions", f"Actual: {view.best_label}",
-               *(f"Forced {s}" for s in strategies), "Oracle"], accuracy_rows),
+        "strategy imposed on every question; actual: the student's own choice at its best iteration; oracle "
+        "gap: oracle minus the best single strategy, in points (what strategy choice could add at most).",
+        Table(["Dataset", "Questions", f"Actual: {view.best_label}", *(f"Forced {s}" for s in strategies),
+               "Best single", "Oracle", "Oracle gap (points)"], accuracy_rows),
+        *routing_template_blocks(routing, strategies),
         "Questions solved with each strategy (and by that strategy only):",
         Table(["Dataset", *strategies], coverage_rows),
     ]
     return Section("Strategy routing", blocks)
+
+
+def routing_template_blocks(routing: dict[str, RoutingResult], strategies: list[str]) -> list[Block]:
+    """The routing figures per template, for the sets made of several templates (none: no block)."""
+    rows = [[name, template, fmt_num(group.questions), *(fmt_pct(group.forced_accuracy.get(s)) for s in strategies),
+             fmt_best_single(group), fmt_pct(group.oracle_accuracy), fmt_gap(group)]
+            for name, result in routing.items() if len(result.by_template) > 1
+            for template, group in result.by_template.items()]
+    if not rows:
+        return []
+    return ["The same per template (a template where one strategy solves everything the oracle does has a gap of 0):",
+            Table(["Dataset", "Template", "Questions", *(f"Forced {s}" for s in strategies), "Best single", "Oracle",
+                   "Oracle gap (points)"], rows, text_columns=2)]
 
 
 def config_section(view: RunView) -> Section:

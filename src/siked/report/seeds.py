@@ -1,28 +1,48 @@
-"""Runs of the same methods under several seeds (`siked compare`): mean accuracy over seeds and
-paired differences against a reference method, with bootstrap intervals over questions.
+"""Runs of the same methods under several seeds (`siked compare`): mean accuracy over seeds and paired
+differences against a reference method, with hierarchical bootstrap intervals (seeds, then questions).
 
-A model is known across runs by its label: `SIKeD <mixing> iteration <k>`, `SIKeD <mixing>
+A model is known across runs by its label: `SIKeD <line> <mixing> iteration <k>`, `SIKeD <line> <mixing>
 (chosen)` for the iteration validation chose, or the baseline's method. Its per-question verdicts
-come from its evaluation files, so a difference between two models compares them on the same
-questions (paired), which is far tighter than comparing two independent intervals.
+come from its evaluation files. Runs are grouped by their recorded seed: runs that share a seed are
+repeats, averaged per question within the seed (they say how far one seed's run is reproducible, not
+how seeds differ) and never counted as another seed. A run without a recorded seed stands alone.
+
+Each model on each set becomes a seeds x questions matrix of per-question accuracies; its mean's 95%
+interval comes from a hierarchical bootstrap (`siked.report.bootstrap`): seeds drawn with replacement,
+then questions drawn with replacement within each drawn seed, so the interval widens when seeds
+disagree. A difference from the reference pairs by seed: for each seed both models have, the
+per-question difference of their runs of that seed on the questions both answered; the same bootstrap
+then runs over that matrix of differences. With one seed the interval covers the questions only, and
+the table says so.
+
+On a set whose questions come from several templates (`siked.report.templates`), the difference table
+also gives the template-averaged difference: per seed, each template's mean per-question difference on
+the paired questions, then the mean of those over templates (each template alike, however many
+questions it has), then the mean over seeds. Its bootstrap draws seeds, then questions within each
+template of each drawn seed. `siked.report.primary.primary_comparison` returns that number and its
+interval for one model, reference and set, for scripts.
 """
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from siked.evaluation import natural_key
 from siked.io import read_jsonl
-from siked.metrics import VALIDATION, Metrics
+from siked.metrics import Metrics, run_label
 from siked.records import GradedSolution
+from siked.report.bootstrap import BOOTSTRAP_RESAMPLES, hierarchical_interval, stratified_mean
 from siked.report.document import MISSING
 from siked.rundir import eval_file
 
-BOOTSTRAP_RESAMPLES = 2000
 CHOSEN = "(chosen)"
+SeedKey = int | str
+"""The recorded seed, or `run <dir>` for a run that recorded none (it pairs only within its run)."""
 
 
 @dataclass
@@ -32,6 +52,31 @@ class ModelRuns:
     label: str
     folders: list[Path] = field(default_factory=list)
     seeds: list[int | None] = field(default_factory=list)
+    run_dirs: list[Path] = field(default_factory=list)
+
+    def seed_keys(self) -> list[SeedKey]:
+        return [seed if seed is not None else f"run {run_dir}" for seed, run_dir in zip(self.seeds, self.run_dirs,
+                                                                                        strict=True)]
+
+    def seed_count(self) -> int:
+        return len(set(self.seed_keys()))
+
+
+@dataclass
+class SeedTable:
+    """One model on one set (or a paired difference): per-question values, one row per seed (its
+    repeats averaged), one column per question."""
+
+    seeds: list[SeedKey]
+    questions: list[str]
+    values: np.ndarray
+
+    def per_seed(self) -> np.ndarray:
+        return self.values.mean(axis=1)
+
+    def select(self, seeds: Sequence[SeedKey], questions: Sequence[str]) -> np.ndarray:
+        column = {q: i for i, q in enumerate(self.questions)}
+        return self.values[np.ix_([self.seeds.index(s) for s in seeds], [column[q] for q in questions])]
 
 
 def model_folders(run_dir: Path, metrics: Metrics) -> dict[str, Path]:
@@ -39,12 +84,11 @@ def model_folders(run_dir: Path, metrics: Metrics) -> dict[str, Path]:
     method = metrics.run.method or "siked"
     if method != "siked":
         return {method: run_dir / "baselines" / method}
-    mixing = metrics.run.mixing.get("mode", "")
-    folders = {f"SIKeD {mixing} iteration {it.iteration}": run_dir / f"iter{it.iteration}"
-               for it in metrics.iterations}
+    label = run_label(metrics.run)  # names the line and mode: `SIKeD unbiased adaptive`, the control
+    folders = {f"{label} iteration {it.iteration}": run_dir / f"iter{it.iteration}" for it in metrics.iterations}
     best, _ = metrics.best()
     if best is not None:
-        folders[f"SIKeD {mixing} {CHOSEN}"] = run_dir / f"iter{best.iteration}"
+        folders[f"{label} {CHOSEN}"] = run_dir / f"iter{best.iteration}"
     folders.update({name: run_dir / "baselines" / name for name in metrics.baselines})
     return folders
 
@@ -56,6 +100,7 @@ def group_models(runs: Sequence[tuple[Path, Metrics]]) -> list[ModelRuns]:
             group = groups.setdefault(label, ModelRuns(label))
             group.folders.append(folder)
             group.seeds.append(metrics.run.seed)
+            group.run_dirs.append(Path(run_dir))
     return list(groups.values())
 
 
@@ -67,79 +112,182 @@ def correctness(folder: Path, dataset: str) -> dict[str, bool] | None:
     return {row.problem_id: row.verdict.correct for row in read_jsonl(path, GradedSolution)}
 
 
-def per_question_mean(group: ModelRuns, dataset: str) -> tuple[dict[str, float], list[float]] | None:
-    """Per-question accuracy averaged over the group's runs (questions every run answered), and
-    each run's own accuracy on those questions."""
+def seed_order(key: SeedKey) -> tuple[bool, int, str]:
+    return isinstance(key, str), key if isinstance(key, int) else 0, str(key)
+
+
+def seed_table(group: ModelRuns, dataset: str) -> SeedTable | None:
+    """The group's per-question accuracy on the questions every run answered, repeats averaged within
+    their seed (None: a run has no evaluation file for the set)."""
     tables = [correctness(folder, dataset) for folder in group.folders]
     if not tables or any(t is None for t in tables):
         return None
-    common = sorted(set.intersection(*(set(t) for t in tables)))
+    common = sorted(set.intersection(*(set(t) for t in tables if t is not None)))
     if not common:
         return None
-    means = {q: float(np.mean([t[q] for t in tables])) for q in common}
-    return means, [float(np.mean([t[q] for q in common])) for t in tables]
+    by_seed: dict[SeedKey, list[dict[str, bool]]] = {}
+    for key, table in zip(group.seed_keys(), tables, strict=True):
+        by_seed.setdefault(key, []).append(table or {})
+    seeds = sorted(by_seed, key=seed_order)
+    values = np.array([[np.mean([run[q] for run in by_seed[s]]) for q in common] for s in seeds], dtype=float)
+    return SeedTable(seeds, common, values)
 
 
-def bootstrap_interval(values: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean of `values` under resampling with replacement."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(values), size=(BOOTSTRAP_RESAMPLES, len(values)))
-    means = values[picks].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(low), float(high)
+def paired_difference(model: SeedTable, reference: SeedTable) -> SeedTable | None:
+    """Per seed both have, the model's per-question accuracy minus the reference's (same questions)."""
+    seeds = [s for s in model.seeds if s in reference.seeds]
+    questions = sorted(set(model.questions) & set(reference.questions))
+    if not seeds or not questions:
+        return None
+    return SeedTable(seeds, questions, model.select(seeds, questions) - reference.select(seeds, questions))
 
 
-def fmt_mean_cell(means: dict[str, float], per_run: list[float]) -> str:
-    values = np.array(list(means.values()))
-    low, high = bootstrap_interval(values)
-    runs = ", ".join(f"{100 * v:.1f}" for v in per_run)
-    return f"{100 * values.mean():.1f}% [{100 * low:.1f}–{100 * high:.1f}] ({runs})"
+def template_strata(questions: Sequence[str], templates: dict[str, str], dataset: str) -> dict[str, np.ndarray]:
+    """Template -> the column indices of its questions among `questions` (templates in natural order; a
+    question without a template counts under the set's name)."""
+    members: dict[str, list[int]] = defaultdict(list)
+    for index, question in enumerate(questions):
+        members[templates.get(question, dataset)].append(index)
+    return {name: np.array(members[name]) for name in sorted(members, key=natural_key)}
 
 
-def fmt_difference_cell(model: dict[str, float], reference: dict[str, float]) -> str:
-    common = sorted(set(model) & set(reference))
-    if not common:
-        return MISSING
-    diffs = np.array([model[q] - reference[q] for q in common])
-    low, high = bootstrap_interval(diffs)
-    return f"{100 * diffs.mean():+.1f} [{100 * low:+.1f} to {100 * high:+.1f}]"
+def has_templates(templates: dict[str, str] | None) -> bool:
+    """Whether a set's questions come from several templates (else template-averaged means pooled)."""
+    return bool(templates) and len(set(templates.values())) > 1
 
 
-def fmt_seeds(group: ModelRuns) -> str:
-    if all(seed is not None for seed in group.seeds):
-        return ", ".join(str(seed) for seed in group.seeds)
-    return str(len(group.folders))
+def difference_strata(difference: SeedTable, templates: dict[str, str] | None, dataset: str
+                      ) -> list[np.ndarray] | None:
+    """The paired questions' columns per template, for the template-averaged difference (None: the set has
+    no templates)."""
+    if not has_templates(templates):
+        return None
+    return list(template_strata(difference.questions, templates or {}, dataset).values())
 
 
-def seeds_section(runs: Sequence[tuple[Path, Metrics]], datasets: Sequence[str], reference: str = "combined") -> str:
-    """Markdown: mean accuracy over runs per model label, and differences from `reference`."""
-    groups = group_models(runs)
-    if not any(len(g.folders) > 1 for g in groups):
-        return ""
-    datasets = [VALIDATION, *(d for d in datasets if d != VALIDATION)]
-    means = {(g.label, d): per_question_mean(g, d) for g in groups for d in datasets}
-    if not any(means[g.label, d] for g in groups if len(g.folders) > 1 for d in datasets):
-        return ""  # no evaluation files to average (e.g. metrics copied without their run)
+def fmt_seed_list(keys: Sequence[SeedKey]) -> str:
+    """`2 seeds: 0, 1; repeats: seed 0 ×2`: the distinct seeds, then the seeds run more than once."""
+    counts = Counter(keys)
+    recorded = sorted((k for k in counts if isinstance(k, int)), key=seed_order)
+    unrecorded = len(counts) - len(recorded)
+    parts = [", ".join(str(k) for k in recorded)] if recorded else []
+    if unrecorded:
+        parts.append(f"{unrecorded} run{'s' if unrecorded > 1 else ''} without a recorded seed")
+    text = f"{len(counts)} seed{'s' if len(counts) > 1 else ''}: " + "; ".join(parts)
+    repeats = [f"seed {k} ×{counts[k]}" for k in recorded if counts[k] > 1]
+    return text + (f"; repeats: {', '.join(repeats)}" if repeats else "")
+
+
+def fmt_interval_cell(table: SeedTable, strata: Sequence[np.ndarray] | None = None, signed: bool = False) -> str:
+    """`62.5% [40.0–85.0]` (or `+2.5 [-1.0 to +6.0]` for a difference): mean and its 95% interval."""
+    mean = stratified_mean(table.values, strata)
+    low, high = hierarchical_interval(table.values, strata)
+    if signed:
+        return f"{100 * mean:+.1f} [{100 * low:+.1f} to {100 * high:+.1f}]"
+    return f"{100 * mean:.1f}% [{100 * low:.1f}–{100 * high:.1f}]"
+
+
+def fmt_mean_cell(table: SeedTable) -> str:
+    per_seed = ", ".join(f"{100 * v:.1f}" for v in table.per_seed())
+    return f"{fmt_interval_cell(table)} ({per_seed})"
+
+
+METHOD = (f"95% interval: hierarchical bootstrap, {BOOTSTRAP_RESAMPLES:,} resamples: seeds drawn with replacement, "
+          "then questions drawn with replacement within each drawn seed")
+
+
+def one_seed_note(seed_counts: Sequence[int]) -> str:
+    """What the header says when some rows (or all) rest on one seed."""
+    counts = set(seed_counts)
+    if counts == {1}:
+        return (" Only one seed: the intervals reflect the choice of questions only, not the spread between "
+                "seeds.")
+    if 1 in counts:
+        return " Rows with one seed: their interval reflects the choice of questions only."
+    return ""
+
+
+def means_table(groups: Sequence[ModelRuns], tables: dict, datasets: Sequence[str]) -> list[str]:
     lines = ["## Over seeds", "",
-             "Each model's accuracy averaged over the runs that have it (seeds listed), then [95% interval: "
-             f"percentile bootstrap over questions, {BOOTSTRAP_RESAMPLES:,} resamples, of the per-question "
-             "accuracy averaged over the runs], then (each run's accuracy). The interval covers the choice of "
-             "questions; the spread of the runs shows the seeds'.", "",
+             "Each model's accuracy, mean over seeds; runs that share a seed are repeats, averaged per question "
+             f"within their seed first and never counted as another seed. [{METHOD}]; (each seed's accuracy)."
+             + one_seed_note([g.seed_count() for g in groups]), "",
              "| model | seeds | " + " | ".join(datasets) + " |", "|" + "---|" * (2 + len(datasets))]
     for g in groups:
-        cells = [fmt_mean_cell(*means[g.label, d]) if means[g.label, d] else MISSING for d in datasets]
-        lines.append(f"| {g.label} | {fmt_seeds(g)} | " + " | ".join(cells) + " |")
+        cells = [fmt_mean_cell(tables[g.label, d]) if tables[g.label, d] else MISSING for d in datasets]
+        lines.append(f"| {g.label} | {fmt_seed_list(g.seed_keys())} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def paired_seeds(model: ModelRuns, reference: ModelRuns) -> list[SeedKey]:
+    """The seeds both models were run with, in the model's order."""
+    theirs = set(reference.seed_keys())
+    return [key for key in dict.fromkeys(model.seed_keys()) if key in theirs]
+
+
+def difference_columns(datasets: Sequence[str], templates: dict[str, dict[str, str]]) -> list[tuple[str, bool]]:
+    """(set, template-averaged?) per column: each set's pooled difference, and beside it, on a set of
+    several templates, its template-averaged difference."""
+    columns = []
+    for d in datasets:
+        columns.append((d, False))
+        if has_templates(templates.get(d)):
+            columns.append((d, True))
+    return columns
+
+
+def column_header(dataset: str, averaged: bool, templated: bool) -> str:
+    if not templated:
+        return dataset
+    return f"{dataset} template-averaged" if averaged else f"{dataset} pooled"
+
+
+def differences_table(groups: Sequence[ModelRuns], tables: dict, datasets: Sequence[str], reference: str,
+                      templates: dict[str, dict[str, str]] | None = None) -> list[str]:
+    templates = templates or {}
+    by_label = {g.label: g for g in groups}
+    others = [g for g in groups if g.label != reference]
+    paired = {g.label: paired_seeds(g, by_label[reference]) for g in others}
+    columns = difference_columns(datasets, templates)
+    templated = {d for d, averaged in columns if averaged}
+    averaged_note = (" Template-averaged (sets made of several templates): per seed, each template's mean "
+                     "per-question difference on the paired questions, then their mean over templates, each "
+                     "template alike; pooled: every question alike. Its interval draws questions within each "
+                     "template of each drawn seed.") if templated else ""
+    lines = ["## Difference from " + reference, "",
+             f"Accuracy minus {reference}'s, in points, paired by seed: for each seed both have, the per-question "
+             f"difference of their runs of that seed (repeats averaged) on the questions both answered; [{METHOD}, "
+             "of the paired differences]. Seeds only one of the two has are left out." + averaged_note
+             + one_seed_note([len(seeds) for seeds in paired.values() if seeds]), "",
+             "| model | paired seeds | " + " | ".join(column_header(d, a, d in templated) for d, a in columns) + " |",
+             "|" + "---|" * (2 + len(columns))]
+    for g in others:
+        cells = []
+        for d, averaged in columns:
+            model, ref = tables[g.label, d], tables[reference, d]
+            difference = paired_difference(model, ref) if model and ref else None
+            strata = difference_strata(difference, templates.get(d), d) if difference and averaged else None
+            cells.append(fmt_interval_cell(difference, strata, signed=True) if difference else MISSING)
+        seeds = fmt_seed_list(paired[g.label]) if paired[g.label] else "none"
+        lines.append(f"| {g.label} | {seeds} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def model_tables(runs: Sequence[tuple[Path, Metrics]], datasets: Sequence[str]
+                 ) -> tuple[list[ModelRuns], dict[tuple[str, str], SeedTable | None]]:
+    """The runs' models grouped by label, and each one's seed table on each set (validation first)."""
+    groups = group_models(runs)
+    return groups, {(g.label, d): seed_table(g, d) for g in groups for d in datasets}
+
+
+def seeds_section(groups: Sequence[ModelRuns], tables: dict, datasets: Sequence[str], reference: str = "combined",
+                  templates: dict[str, dict[str, str]] | None = None) -> str:
+    """Markdown: mean accuracy over seeds per model label, and paired differences from `reference` (pooled,
+    and template-averaged on the sets `templates` (set -> problem id -> template) gives several templates;
+    "" when no model has more than one run, or none has evaluation files)."""
+    if not any(len(g.folders) > 1 and any(tables[g.label, d] for d in datasets) for g in groups):
+        return ""
+    lines = means_table(groups, tables, datasets)
     if any(g.label == reference for g in groups):
-        lines += ["", f"## Difference from {reference}", "",
-                  f"Accuracy minus {reference}'s, in points, on the questions both answered, per-question "
-                  "accuracies averaged over the runs first; [95% paired bootstrap interval over questions].", "",
-                  "| model | " + " | ".join(datasets) + " |", "|" + "---|" * (1 + len(datasets))]
-        for g in groups:
-            if g.label == reference:
-                continue
-            cells = []
-            for d in datasets:
-                model, ref = means[g.label, d], means[reference, d]
-                cells.append(fmt_difference_cell(model[0], ref[0]) if model and ref else MISSING)
-            lines.append(f"| {g.label} | " + " | ".join(cells) + " |")
+        lines += ["", *differences_table(groups, tables, datasets, reference, templates)]
     return "\n".join([*lines, ""])

@@ -3,6 +3,7 @@
 from siked.strategies.base import PROMPT_VERSION, Strategy
 from siked.strategies.cot import ChainOfThought
 from siked.strategies.format import (
+    FREE,
     forced_prefix,
     parse_tagged,
     student_prompt,
@@ -16,6 +17,7 @@ for _strategy in (ChainOfThought(), LeastToMost(), ProgramOfThought()):
     register(_strategy)
 
 __all__ = [
+    "FREE",
     "PROMPT_VERSION",
     "Strategy",
     "extract_program",

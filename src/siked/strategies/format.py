@@ -12,6 +12,9 @@ from siked.strategies.registry import get_strategy, strategy_names
 
 PromptStyle = Literal["alpaca", "chat"]
 
+FREE = "free"
+"""The decoding mode in which the student writes its own strategy tag (otherwise a strategy is forced)."""
+
 _TAG = re.compile(r"^\s*\[(?P<name>[A-Za-z0-9_]+)\]\s*:\s?")
 
 ALPACA_TEMPLATE = (

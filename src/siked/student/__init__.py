@@ -2,8 +2,6 @@
 with TRL, and sampling through the `hf` (transformers) or `vllm` backend."""
 
 from siked.student.generate import (
-    FREE,
-    UNTAGGED,
     Completion,
     GenerationBackend,
     GenerationRun,
@@ -29,8 +27,6 @@ from siked.student.train import (
 )
 
 __all__ = [
-    "FREE",
-    "UNTAGGED",
     "Completion",
     "GenerationBackend",
     "GenerationRun",

@@ -14,7 +14,7 @@ from siked.evaluation import routing, summarize
 from siked.grading import Grader
 from siked.records import Problem, Solution, Verdict
 from siked.sandbox import SandboxPool
-from siked.strategies import strategy_names
+from siked.strategies import FREE, strategy_names
 from siked.student.generate import generate_solutions, open_backend
 from siked.student.models import locate_model
 
@@ -49,7 +49,7 @@ def open_student(model: str | Path, config: SikedConfig) -> Iterator[tuple[Any, 
 
 def decode_and_grade(
     student: tuple[Any, Any], problems: Sequence[Problem], config: SikedConfig, grader: Any, *,
-    greedy: bool, mode: str = "free", samples: int = 1, console: Any = None,
+    greedy: bool, mode: str = FREE, samples: int = 1, console: Any = None,
 ) -> tuple[list[Solution], list[Verdict]]:
     """The student's solutions of `problems` (forced to `mode` unless free), graded."""
     source, backend = student
@@ -80,7 +80,7 @@ def evaluate_model(
         for key, problems in sets.items():
             decode = lambda mode, ps=problems: decode_and_grade(  # noqa: E731
                 student, ps, config, grader, greedy=True, mode=mode, console=console)
-            solutions, verdicts = decode("free")
+            solutions, verdicts = decode(FREE)
             results[key] = summarize(verdicts)
             if on_graded is not None:
                 on_graded(key, problems, solutions, verdicts)

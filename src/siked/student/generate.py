@@ -3,7 +3,7 @@
 Modes: `free` (the student writes its own strategy tag), or a strategy name (the response is
 prefilled with that strategy's tag). `greedy` decodes one deterministic answer per question.
 
-A completion without a known tag becomes a `Solution` with strategy `UNTAGGED` ("none") and the
+A completion without a known tag becomes a `Solution` with strategy `NO_STRATEGY` ("none") and the
 raw text as its solution: it is kept (nothing computed is lost) and counted as invalid by
 `siked.student.decode.grade_student_outputs`, which never hands it to the grader.
 """
@@ -23,7 +23,7 @@ from siked.config import GenerationConfig, SikedConfig
 from siked.metrics import NO_STRATEGY
 from siked.progress import make_progress
 from siked.records import Problem, Solution
-from siked.strategies import forced_prefix, get_strategy, parse_tagged, student_prompt
+from siked.strategies import FREE, forced_prefix, get_strategy, parse_tagged, student_prompt
 from siked.student.backend import (
     ALPACA_STOPS,
     Completion,
@@ -40,10 +40,6 @@ from siked.student.models import (
     merged_student,
 )
 from siked.student.vllm_backend import VLLMBackend
-
-FREE = "free"
-UNTAGGED = NO_STRATEGY
-"""The strategy of a completion without a known tag (`siked.metrics.NO_STRATEGY`)."""
 
 __all__ = ["ALPACA_STOPS", "Completion", "GenerationBackend", "ProgressFn", "cut_at_stop", "stop_strings"]
 
@@ -232,7 +228,7 @@ def to_solution(problem_id: str, text: str, mode: str, origin: str, index: int) 
         text = forced_prefix(mode).rstrip() + text
     strategy, body = parse_tagged(text)
     if strategy is None:
-        return Solution(problem_id=problem_id, strategy=UNTAGGED, solution=text.strip(),
+        return Solution(problem_id=problem_id, strategy=NO_STRATEGY, solution=text.strip(),
                         origin=origin, sample_index=index)
     body = get_strategy(strategy).clean(body)
     return Solution(problem_id=problem_id, strategy=strategy, solution=body, origin=origin,
@@ -327,7 +323,7 @@ def generate_solutions(
     `model`: anything `locate_model` accepts, a `train_student` output directory included.
     `mode`: free, or a strategy name to force. `prompt_style` defaults to the one the model
     was trained with, then `config.student.prompt_style`, then alpaca. Pass an open `backend`
-    to reuse a loaded model across calls. Untagged completions get strategy `UNTAGGED`.
+    to reuse a loaded model across calls. Untagged completions get strategy `NO_STRATEGY`.
     """
     return run_generation(
         model, problems, config, mode=mode, greedy=greedy, samples=samples,

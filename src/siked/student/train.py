@@ -39,6 +39,7 @@ from typing import Any
 from siked.config import ConfigError, SikedConfig, StudentConfig, TrainConfig
 from siked.errors import SikedError, one_line
 from siked.io import RecordError, iter_jsonl, write_json
+from siked.ranks import is_main_process
 from siked.records import Problem, Solution
 from siked.rundir import RunDirError, file_sha256
 from siked.strategies import strategy_names, student_prompt, student_target
@@ -293,11 +294,6 @@ def _main_process_first() -> Any:
     return _distributed_state().main_process_first()
 
 
-def is_main_process() -> bool:
-    """False in the other processes of a distributed run (they neither write nor print)."""
-    return _distributed_state().is_main_process
-
-
 def base_reference(spec: str) -> str:
     """How the manifest names the base: `embedded:` names and hub ids as given, paths absolute."""
     if spec.startswith(EMBEDDED_PREFIX):
@@ -461,6 +457,7 @@ def train_student(
         raise ModelError(f"previous iteration {previous} is not a directory (give a `siked train` output directory)")
     fingerprint = train_fingerprint(examples, base_model or config.student.model, previous, train_cfg,
                                     config.student.prompt_style)
+    _distributed_state()  # before the trainer's arguments (see there)
     check_resumable(out_dir, fingerprint)
     if is_main_process():
         (out_dir / MANIFEST).unlink(missing_ok=True)  # a finished run's marker; this one is not finished

@@ -207,6 +207,13 @@ class TeacherConfig(Section):
     """vllm: GPUs one model is split over."""
 
 
+def refuse_old_key(data: Any, key: str, message: str) -> Any:
+    """A section's raw input, refused with `message` (naming the new field) when it holds a removed key."""
+    if isinstance(data, dict) and key in data:
+        raise ValueError(message)
+    return data
+
+
 LINES = ("unbiased", "biased", "paper")
 DEFAULT_PRIORITY = ["pot", "cot", "l2m"]
 
@@ -245,10 +252,8 @@ class MixingConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _renamed(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "granularity" in data:
-            raise ValueError("mixing.granularity was replaced by mixing.line (unbiased: per strategy, with "
-                             "forced samples; biased and paper: per question, with free samples)")
-        return data
+        return refuse_old_key(data, "granularity", "mixing.granularity was replaced by mixing.line (unbiased: "
+                              "per strategy, with forced samples; biased and paper: per question, with free samples)")
 
     @model_validator(mode="after")
     def _priority_only_for_biased(self) -> MixingConfig:
@@ -296,10 +301,8 @@ class LoopConfig(Section):
     @model_validator(mode="before")
     @classmethod
     def _renamed(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "sample_mode" in data:
-            raise ValueError("loop.sample_mode was replaced by mixing.line (unbiased samples with each "
-                             "strategy forced; biased and paper sample freely)")
-        return data
+        return refuse_old_key(data, "sample_mode", "loop.sample_mode was replaced by mixing.line (unbiased "
+                              "samples with each strategy forced; biased and paper sample freely)")
 
     routing: bool = False
     """Also decode the validation set and every evaluation set with each strategy forced, using the

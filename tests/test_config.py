@@ -210,3 +210,19 @@ def test_a_plugin_named_in_the_config_is_imported_before_its_names_are_checked(t
         monkeypatch.delitem(sys.modules, "ext_tot")
     with pytest.raises(ConfigError, match="plugins: expected a list of module names"):
         load_config(None, ["plugins=ext_tot"])
+
+
+def test_a_stage_child_does_not_recheck_templates_the_parent_checked(tmp_path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(load_config().model_dump(mode="json")))  # the embedded default has templates
+    child = ("import json, sys; from siked.config import SikedConfig, CHECKED_BY_PARENT; "
+             f"SikedConfig.model_validate(json.load(open({str(config)!r})), context=CHECKED_BY_PARENT); "
+             "print('reasoning_gym' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"  # reasoning-gym's 3 s import is not paid in every stage child
+    with pytest.raises(ConfigError, match="unknown template"):  # the parent still checks
+        load_config(None, ["data.train.templates=[32]"])

@@ -41,6 +41,11 @@ def check_names(names: list[str], registry: Registry[Any], also: tuple[str, ...]
     return names
 
 
+CHECKED_BY_PARENT = {"checked_by_parent": True}
+"""Validation context of a config the `siked run` process already validated (a stage child's): checks
+that only read the world (reasoning-gym's templates: a 3 s import) are not repeated in every child."""
+
+
 class DatasetSpec(Section):
     """One dataset split: `name:split`, optionally read from a local file instead of the hub."""
 
@@ -68,8 +73,8 @@ class DatasetSpec(Section):
     @field_validator("templates")
     @classmethod
     def _known_templates(cls, templates: list[int] | None, info: ValidationInfo) -> list[int] | None:
-        if templates is None:
-            return None
+        if templates is None or (info.context or {}).get("checked_by_parent"):
+            return templates
         if info.data.get("name") != "gsm_symbolic":
             raise ValueError(f"only gsm_symbolic has templates, not {info.data.get('name')!r}")
         try:

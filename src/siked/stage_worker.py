@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
-from siked.config import SikedConfig
+from siked.config import CHECKED_BY_PARENT, SikedConfig
 from siked.errors import SikedError, one_line
 from siked.io import atomic_path, read_jsonl, write_json, write_jsonl
 from siked.lifeline import PARENT_ENV, die_with_parent, watch_parent
@@ -187,7 +187,7 @@ def run_request(request: StageRequest, console: Any) -> tuple[list[str], dict[st
     if request.kind not in STAGE_KINDS:
         raise StageError(f"stage {request.stage}: unknown kind {request.kind!r} (known: {', '.join(STAGE_KINDS)})")
     load_plugins(request.config.get("plugins", []))  # before validation: it looks their names up
-    config = SikedConfig.model_validate(request.config)
+    config = SikedConfig.model_validate(request.config, context=CHECKED_BY_PARENT)
     outputs, info = STAGE_KINDS[request.kind](config, request.args, console)
     return outputs, info.dump()
 

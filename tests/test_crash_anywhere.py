@@ -26,7 +26,7 @@ import pytest
 
 from siked.rundir import stale_staging
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]
 
 CRASH_RUN = [
     "data.train={name: gsm_symbolic, split: train, limit: 4}",

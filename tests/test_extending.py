@@ -186,6 +186,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_each_rank_of_a_two_process_training_stage_loads_the_plugins(model_cache: Path, tmp_path: Path) -> None:
     """Each `accelerate launch` rank validates the config (a plugin strategy) and reads the plugin's
     training data; about 90 s on CPU, over gloo."""

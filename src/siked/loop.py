@@ -50,7 +50,7 @@ from siked.metrics import (
 from siked.mixing import correct_solutions, mix, select_teacher
 from siked.records import Problem, Solution, Verdict
 from siked.rundir import RunDir, eval_file, file_key, now
-from siked.runlock import run_lock
+from siked.runlock import LOCK_FILE, run_lock
 from siked.stages import StageRequest, run_stage
 from siked.strategies import FREE
 from siked.student.models import PRUNED, disk_bytes, prune_merged
@@ -473,5 +473,14 @@ class Loop:
 def run(config: SikedConfig, console: Console | None = None) -> Path:
     """Run (or resume) SIKeD as configured, holding the run directory's lock; returns the run directory."""
     console = console or Console(stderr=True)
-    with run_lock(Path(config.out), note=lambda line: console.print(line, markup=False, highlight=False)):
-        return Loop(config, console).execute()
+    out = Path(config.out)
+    created = not out.exists()
+    try:
+        with run_lock(out, note=lambda line: console.print(line, markup=False, highlight=False)):
+            return Loop(config, console).execute()
+    except BaseException:
+        lock = out / LOCK_FILE
+        if created and lock.is_file() and [p.name for p in out.iterdir()] == [LOCK_FILE]:
+            lock.unlink()  # refused before any stage (a bad config): leave no run directory behind
+            out.rmdir()
+        raise

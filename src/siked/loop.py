@@ -275,8 +275,7 @@ class Loop:
         if data.validation and info.snapshots:
             for step in info.snapshots:
                 self.evaluate(f"{name}/step-{step}", snapshot_dir(model_dir, step), data, validation_only=True)
-            chosen, _ = choose_best([(c.step, c.validation) for c in self.checkpoints(name)])
-            model_dir = snapshot_dir(model_dir, chosen)
+            model_dir = snapshot_dir(model_dir, self.chosen_step(name))
         self.evaluate(name, model_dir, data)
 
     def checkpoints(self, name: str) -> list[Checkpoint]:
@@ -289,6 +288,10 @@ class Loop:
                 points.append(Checkpoint(step=step, validation=scores[VALIDATION].rate,
                                          model=f"{name}/model/snapshots/step-{step}"))
         return points
+
+    def chosen_step(self, name: str) -> int | None:
+        """The snapshot step of baseline `name` that validation chose (SIKeD's rule); None without any."""
+        return choose_best([(c.step, c.validation) for c in self.checkpoints(name)])[0]
 
     def cumulative_steps(self) -> list[int]:
         """SIKeD's optimizer steps at the end of each iteration, summed over iterations."""
@@ -344,7 +347,7 @@ class Loop:
         """The model folder `name` reports: an iteration's model, or a baseline's chosen snapshot."""
         model_dir = self.path(name, "model")
         if name.startswith("baselines/"):
-            chosen = self.baseline_metrics(name.removeprefix("baselines/")).chosen_step
+            chosen = self.chosen_step(name)
             if chosen is not None:
                 return snapshot_dir(model_dir, chosen)
         return model_dir
@@ -357,7 +360,7 @@ class Loop:
         why = f"kept: {', '.join(sorted(k for k in keep if k))}"
         folders = [self.path(name, "model") for name in models if name not in keep]
         for method in self.config.loop.baselines:  # the snapshots' serving copies, but the chosen one's
-            chosen = self.baseline_metrics(method).chosen_step
+            chosen = self.chosen_step(f"baselines/{method}")
             folders += [snapshot_dir(self.path(f"baselines/{method}", "model"), c.step)
                         for c in self.checkpoints(f"baselines/{method}") if c.step != chosen]
         freed = sum(prune_merged(folder, why) for folder in folders if folder.is_dir())
@@ -433,10 +436,9 @@ class Loop:
 
     def baseline_metrics(self, method: str) -> Baseline:
         name = f"baselines/{method}"
-        points = self.checkpoints(name)
-        chosen, _ = choose_best([(c.step, c.validation) for c in points])
         return Baseline(train=self.train_stats(name), eval=self.recorded(f"{name}/eval", EvalInfo).eval,
-                        checkpoints=points, chosen_step=chosen, budget=self.config.loop.budget)
+                        checkpoints=self.checkpoints(name), chosen_step=self.chosen_step(name),
+                        budget=self.config.loop.budget)
 
     def metrics(self) -> Metrics:
         teacher_stats = self.recorded("teacher", TeacherInfo).stats

@@ -14,6 +14,7 @@ from siked.config import ConfigError, SikedConfig, load_config
 from siked.errors import SikedError
 from siked.io import RecordError, atomic_directory, read_jsonl
 from siked.metrics import Metrics, MetricsError, TeacherStats, load_metrics
+from siked.names import ModelName
 from siked.records import Problem
 
 DATA_LICENSES = {
@@ -92,10 +93,15 @@ class RunArtifacts:
             problems += self.records("data/validation.jsonl", Problem)
         return {p.id: p for p in problems}
 
-    def iterations(self) -> list[str]:
+    def iterations(self) -> list[ModelName]:
         """iter1, iter2, ... in order, those whose training mix exists."""
-        found = [p.parent.name for p in self.path.glob("iter*/train.jsonl") if p.parent.name[4:].isdigit()]
-        return sorted(found, key=lambda name: int(name[4:]))
+        found = []
+        for mix in self.path.glob("iter*/train.jsonl"):
+            try:
+                found.append(ModelName.parse(mix.parent.name))
+            except ValueError:  # a folder the loop did not write
+                continue
+        return sorted(found)
 
     def data_licenses(self) -> dict[str, str]:
         config = self.config.data

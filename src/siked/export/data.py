@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from siked.export.common import ExportError, RunArtifacts, output_folder, yaml_header
+from siked.names import ModelName
 from siked.records import Solution, Verdict
 from siked.strategies.format import student_instruction, student_prompt, student_target
 
@@ -80,7 +81,7 @@ def teacher_verdicts(artifacts: RunArtifacts) -> tuple[list[Solution], dict[Verd
     return solutions, verdict_index(solutions, verdicts)
 
 
-def student_verdicts(artifacts: RunArtifacts) -> dict[str, dict[VerdictKey, Verdict]]:
+def student_verdicts(artifacts: RunArtifacts) -> dict[ModelName, dict[VerdictKey, Verdict]]:
     """Per iteration that sampled: its samples' verdicts."""
     found = {}
     for name in artifacts.iterations():
@@ -105,8 +106,8 @@ def export_tables(artifacts: RunArtifacts) -> dict[str, list[dict[str, Any]]]:
             for i, s in enumerate(samples, 1)]
     sampled = student_verdicts(artifacts)
     for name in artifacts.iterations():
-        number = int(name[4:])
-        previous = sampled.get(f"iter{number - 1}", {})
+        number = name.iteration or 0
+        previous = sampled.get(ModelName(iteration=number - 1), {}) if number > 1 else {}
         mixed = artifacts.records(f"{name}/train.jsonl", Solution)
         tables[f"mix/{name}.parquet"] = [
             row(s, artifacts, (previous if s.origin.startswith("student") else by_key).get(key(s)), number,

@@ -18,6 +18,7 @@ from typing import Any
 from siked.evaluation import wilson_interval
 from siked.export.common import ExportError, RunArtifacts, base_license, output_folder, yaml_header
 from siked.metrics import Iteration
+from siked.names import ModelName
 from siked.strategies.format import student_instruction, student_prompt
 from siked.student.models import attach_adapter, load_tokenizer, locate_model
 from siked.student.train import is_trained
@@ -41,7 +42,8 @@ def choose_iteration(artifacts: RunArtifacts, iteration: str) -> tuple[str, Iter
     metrics = artifacts.metrics
     entries = metrics.iterations
     method = metrics.run.method or "siked"
-    names = [f"iter{i}" for i in range(1, len(entries) + 1)] if method == "siked" else [f"baselines/{method}"]
+    names = ([ModelName(iteration=i) for i in range(1, len(entries) + 1)] if method == "siked"
+             else [ModelName(baseline=method)])
     if iteration == "best":
         index = metrics.best_iteration
         if not index:
@@ -51,9 +53,9 @@ def choose_iteration(artifacts: RunArtifacts, iteration: str) -> tuple[str, Iter
     else:
         raise ExportError(f"--iteration {iteration!r}: expected best or 1..{len(names)} (the run's iterations)")
     name = names[index - 1]
-    if not is_trained(artifacts.path / name / "model"):
-        raise ExportError(f"{artifacts.path / name / 'model'} holds no finished training run")
-    return name, entries[index - 1]
+    if not is_trained(artifacts.path / name.weights):
+        raise ExportError(f"{artifacts.path / name.weights} holds no finished training run")
+    return str(name), entries[index - 1]
 
 
 def export_model(run_dir: Path | str, out: Path | str, iteration: str = "best", merge: bool = False) -> ModelExport:

@@ -11,6 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from siked.metrics import NO_STRATEGY, run_label, validation_curves
+from siked.names import ModelName
 from siked.report.document import DPI, Plot
 from siked.report.view import RunView, ordered_strategies
 
@@ -225,7 +226,8 @@ def plot_validation_curves(view: RunView) -> Plot | None:
     chosen = {method: b.chosen_step for method, b in view.metrics.baselines.items()}
     if view.best is not None:
         chosen[run_label(view.metrics.run)] = next(
-            (p.step for p in curves.get(run_label(view.metrics.run), []) if p.model == f"iter{view.best.iteration}/model"),
+            (p.step for p in curves.get(run_label(view.metrics.run), [])
+             if p.model == ModelName(iteration=view.best.iteration).weights),
             None)
     for index, (label, points) in enumerate(curves.items()):
         color = SIKED_COLOR if index == 0 and label == run_label(view.metrics.run) else \

@@ -35,6 +35,7 @@ import numpy as np
 from siked.evaluation import natural_key
 from siked.io import read_jsonl
 from siked.metrics import Metrics, run_label
+from siked.names import ModelName
 from siked.records import GradedSolution
 from siked.report.bootstrap import BOOTSTRAP_RESAMPLES, hierarchical_interval, stratified_mean
 from siked.report.document import MISSING
@@ -85,10 +86,11 @@ def model_folders(run_dir: Path, metrics: Metrics) -> dict[str, Path]:
     if method != "siked":
         return {method: run_dir / "baselines" / method}
     label = run_label(metrics.run)  # names the line and mode: `SIKeD unbiased adaptive`, the control
-    folders = {f"{label} iteration {it.iteration}": run_dir / f"iter{it.iteration}" for it in metrics.iterations}
+    folders = {f"{label} iteration {it.iteration}": run_dir / str(ModelName(iteration=it.iteration))
+               for it in metrics.iterations}
     best, _ = metrics.best()
     if best is not None:
-        folders[f"{label} {CHOSEN}"] = run_dir / f"iter{best.iteration}"
+        folders[f"{label} {CHOSEN}"] = run_dir / str(ModelName(iteration=best.iteration))
     folders.update({name: run_dir / "baselines" / name for name in metrics.baselines})
     return folders
 

@@ -13,13 +13,12 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from siked.names import SNAPSHOTS, snapshot_folder
 from siked.student.models import MANIFEST, write_manifest
-
-SNAPSHOTS = "snapshots"
 
 
 def snapshot_dir(model_dir: Path | str, step: int) -> Path:
-    return Path(model_dir) / SNAPSHOTS / f"step-{step}"
+    return Path(model_dir) / snapshot_folder(step)
 
 
 def snapshot_steps(model_dir: Path | str) -> list[int]:

@@ -53,7 +53,7 @@ from rich.table import Table
 from siked.config import GenerationConfig
 from siked.records import Problem
 from siked.strategies import student_prompt
-from siked.student import HFBackend, embedded_gguf, locate_model, run_generation
+from siked.student import HFBackend, Student, embedded_gguf, locate_model
 from siked.student.generate import stop_strings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -101,8 +101,8 @@ def load_questions(count: int) -> list[Problem]:
 
 def bench_backend(name: str, backend: Any, problems: list[Problem], samples: int, greedy: bool = False) -> Measure:
     cpu = own_cpu_seconds()
-    run = run_generation("embedded:smollm2", problems, backend.cfg, samples=samples, backend=backend,
-                         greedy=greedy, progress=False)
+    student = Student(locate_model("embedded:smollm2"), backend, backend.cfg, "alpaca", progress=False)
+    run = student.generate(problems, n=samples, greedy=greedy)
     label = f"{name}, greedy" if greedy else f"{name}, x{samples}"
     return Measure(label, run.generated_tokens, run.seconds, own_cpu_seconds() - cpu)
 

@@ -105,13 +105,14 @@ def test_export_bad_inputs_are_one_line_errors(tiny_run: Path, data_export: Path
 def greedy_answers(model, tokenizer, run_dir: Path, problems: list[Problem]) -> list[tuple[str, str]]:
     """The run's own greedy decoding (siked's HF backend) with a model loaded from outside siked."""
     from siked.config import load_config
-    from siked.student.generate import HFBackend, generate_solutions, stop_strings
+    from siked.student.generate import HFBackend, Student, stop_strings
     from siked.student.models import StudentSource
 
     config = load_config(run_dir / "config.yaml")
-    backend = HFBackend(model, tokenizer, config.generation, stop_strings(config.student.prompt_style))
-    source = StudentSource(spec="export", base="export")
-    solutions = generate_solutions(source, problems, config, greedy=True, backend=backend, progress=False)
+    style = config.student.prompt_style
+    backend = HFBackend(model, tokenizer, config.generation, stop_strings(style))
+    student = Student(StudentSource(spec="export", base="export"), backend, config.generation, style, progress=False)
+    solutions = student.generate(problems, greedy=True).solutions
     return [(s.strategy, s.solution) for s in solutions]
 
 

@@ -37,8 +37,12 @@ subprocess.run([sys.executable, "-c", sys.argv[1] if len(sys.argv) > 1 else {ran
 RANK = """
 import os, sys, time
 import siked.stage_worker as worker
-worker.STAGE_KINDS.register("sleep", lambda config, args, console: (print("pid", os.getpid(), flush=True),
-                                                                    time.sleep(600)))
+from siked.stage_requests import StageArgs
+
+class Sleep(StageArgs):
+    kind = "sleep"
+
+worker.stage_body(Sleep)(lambda request, console: (print("pid", os.getpid(), flush=True), time.sleep(600)))
 sys.exit(worker.main([{request!r}]))
 """
 """A rank running the real stage worker's entry on a stage that sleeps (it says its pid once in the stage)."""

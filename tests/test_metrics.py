@@ -1,6 +1,7 @@
 """The metrics.json schema: versions, the writer's strictness, the reader's tolerance, the best-iteration rule."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,70 @@ def test_validation_curves_put_iterations_at_their_cumulative_steps_beside_basel
     assert [(p.step, p.validation) for p in curves["pot"]] == [(10, 0.5), (22, 0.25)]
     control = Metrics.read({"run": {"mixing": {"line": "unbiased", "mode": "teacher"}}, "iterations": []})
     assert run_label(control.run) == "teacher-only control (unbiased)" and validation_curves(control) == {}
+
+
+def recorded_run() -> dict:
+    """A manifest's stages as the loop records them: two iterations and a baseline with two snapshots."""
+    def done(info: dict, started: str = "2026-11-22T10:00:00+00:00", finished: str = "2026-11-22T10:00:10+00:00"):
+        return {"status": "done", "started": started, "finished": finished, "outputs": [], "info": info}
+
+    def scores(validation: float) -> dict:
+        return {"validation": {"total": 2, "correct": round(2 * validation), "accuracy": validation,
+                               "strategy_distribution": {"cot": 0.5, "pot": 0.5}}}
+
+    hf = {"backend": "hf", "backend_choice": "auto: vLLM is not installed"}
+    mix = {"train": {"teacher_count": 6, "student_count": 2, "alpha": 0.75, "strategy_counts": {"cot": 5, "pot": 3}}}
+    return {
+        "data": done({"counts": {"train": 8, "validation": 2}}),
+        "teacher": done({"stats": {"backend": "reference", "by_strategy": {"cot": {"kept": 4}, "pot": {"kept": 2}}}}),
+        "iter1/mix": done(mix),
+        "iter1/train": done({"steps": 2, "train_loss": 1.5, "examples": 8, "processes": 1, "seconds": 10.0}),
+        "iter1/eval": done({"eval": scores(0.5), **hf}),
+        "iter1/sample": done({"student": {"samples": 16, "correct": 3, "strategy_counts": {"cot": 6, "pot": 2},
+                                          "by_mode": {"free": {"strategy_counts": {"cot": 6, "pot": 2}}}}, **hf}),
+        "iter2/mix": done(mix),
+        "iter2/train": done({"steps": 3}),
+        "iter2/eval": done({"eval": scores(1.0), "backend": "vllm", "backend_choice": "generation.backend is vllm"},
+                           finished="2026-11-22T10:05:00+00:00"),
+        "baselines/pot/mix": done(mix),
+        "baselines/pot/train": done({"steps": 5, "snapshots": [2, 5]}),
+        "baselines/pot/step-2/eval": done({"eval": scores(0.5)}),
+        "baselines/pot/step-5/eval": done({"eval": scores(0.5)}),
+        "baselines/pot/eval": done({"eval": scores(0.5)}),
+        "routing": {"status": "running", "started": "2026-11-22T10:06:00+00:00"},
+        "later/kind-of-stage": done({"from": "a newer siked"}),
+    }
+
+
+def test_metrics_are_built_from_the_typed_stage_records_of_a_manifest(tmp_path: Path) -> None:
+    from siked.config import SikedConfig
+    from siked.metrics.results import build_metrics
+    from siked.names import ModelName, StageName
+    from siked.rundir import RunDir
+
+    results = RunDir(tmp_path, {"created": "2026-11-22T09:59:00+00:00", "stages": recorded_run()}).results()
+    pot = ModelName(baseline="pot")
+    assert StageName.parse("routing") not in results.done and len(results.entries) == 15  # the unknown key left out
+    assert results.iterations() == [ModelName(iteration=1), ModelName(iteration=2)]
+    assert results.cumulative_steps(results.iterations()) == [2, 5]
+    assert results.chosen_step(pot) == 2 and results.chosen(pot) == pot.snapshot(2)  # a tie: the earliest
+    config = SikedConfig(loop={"baselines": ["pot"]})
+    metrics = build_metrics(results, config, stopped="max_iterations (2)", disk=lambda model: (1.5, False),
+                            now="2026-11-22T11:00:00+00:00")
+    assert (metrics.best_iteration, metrics.best_model) == (2, "iter2/model")
+    first, second = metrics.iterations
+    assert first.train.steps == 2 and first.train.alpha == 0.75 and first.train.examples == 8
+    assert first.generation_backend == {"eval": "hf", "sample": "hf"} and second.generation_backend == {"eval": "vllm"}
+    # the mix's 5 cot, 3 pot against the free samples' 6, 2 over cot, l2m, pot, add-one smoothed
+    assert first.kl_train_samples == pytest.approx(5 / 8 * math.log(5 / 8 / (7 / 11)) + 3 / 8 * math.log(3 / 8 / (3 / 11)))
+    assert second.student is None and second.kl_train_samples is None
+    assert first.disk_mb == 1.5 and first.merged_pruned is False
+    assert metrics.run.generation_backend == "hf (auto: vLLM is not installed); vllm (generation.backend is vllm)"
+    assert metrics.run.finished == "2026-11-22T10:05:00+00:00" and metrics.run.wall_s == 13 * 10 + 300  # iter2/eval took 5 minutes
+    assert metrics.teacher.strategy_counts == {"cot": 4, "pot": 2}
+    baseline = metrics.baselines["pot"]
+    assert baseline.chosen_step == 2 and [c.model for c in baseline.checkpoints] == [
+        "baselines/pot/model/snapshots/step-2", "baselines/pot/model/snapshots/step-5"]
+    assert metrics.routing == {} and "routing" not in metrics.dump()
+    write_metrics(tmp_path / "metrics.json", metrics)
+    assert load_metrics(tmp_path) == metrics

@@ -15,9 +15,13 @@ WARNING_STAGE = """
 import sys, warnings
 from siked import stage_worker
 from siked.metrics import StageInfo
+from siked.stage_requests import StageArgs
 
-@stage_worker.stage_kind("warns")
-def warns(config, args, console):
+class Warns(StageArgs):
+    kind = "warns"
+
+@stage_worker.stage_body(Warns)
+def warns(request, console):
     warnings.warn("a library's notice", FutureWarning)
     console.print("siked's own line")
     return [], StageInfo()

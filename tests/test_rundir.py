@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 
 from siked.config import load_config
+from siked.metrics import TeacherInfo, TeacherStats
+from siked.names import TEACHER
 from siked.rundir import RunDir, RunDirError
 
 
@@ -25,16 +27,17 @@ def test_stage_is_done_only_when_finished_and_outputs_exist(tmp_path: Path):
     config = config_for(tmp_path / "run")
     run = RunDir.open(config)
     output = run.stage_path("teacher", "teacher.jsonl")
-    run.start("teacher")
-    assert not run.is_done("teacher")  # started, then killed: redone on resume
+    run.start(TEACHER)
+    assert not run.is_done(TEACHER)  # started, then killed: redone on resume
     output.parent.mkdir(parents=True)
     output.write_text("{}\n")
-    run.finish("teacher", [output], {"kept": 3})
+    run.finish(TEACHER, [output], TeacherInfo(stats=TeacherStats(kept=3)))
     resumed = RunDir.open(config)
-    assert resumed.is_done("teacher") and resumed.info("teacher") == {"kept": 3}
+    assert resumed.is_done(TEACHER) and resumed.results().teacher().stats.kept == 3
+    assert resumed.manifest["stages"]["teacher"]["info"] == {"stats": {"kept": 3}}  # the layout on disk
     assert resumed.manifest["resumed"] == 1
     output.unlink()  # an output that vanished makes the stage undone again
-    assert not RunDir.open(config).is_done("teacher")
+    assert not RunDir.open(config).is_done(TEACHER)
 
 
 def test_changed_config_is_refused_and_names_the_fields(tmp_path: Path):

@@ -14,6 +14,8 @@ import pytest
 
 from siked.config import LauncherConfig, load_config
 from siked.io import write_jsonl
+from siked.names import TEACHER, ModelName, StageName
+from siked.stage_requests import StageArgs, StageRequest, TeachArgs, TrainArgs, read_request
 from siked.stages import (
     ERROR,
     LOG,
@@ -21,7 +23,6 @@ from siked.stages import (
     REQUEST,
     RESULT,
     StageError,
-    StageRequest,
     failure_message,
     launch_command,
     run_child,
@@ -102,24 +103,24 @@ def test_a_real_stage_runs_in_a_child_and_hands_back_its_outputs(tmp_path: Path)
     config = load_config(None, ["teacher.strategies=[cot, pot]"])
     problems = problems_file(tmp_path / "train.jsonl")
     stage_dir = tmp_path / "teacher"
-    request = StageRequest("teacher", "teach", config.model_dump(mode="json"),
-                           {"problems": str(problems), "out_dir": str(stage_dir)})
+    request = StageRequest(TEACHER, config, TeachArgs(problems=problems, out_dir=stage_dir))
     console = io.StringIO()
     outputs, info = run_stage(request, stage_dir, console=type("C", (), {"file": console})())
     assert outputs == [stage_dir / "teacher.jsonl", stage_dir / "teacher_stats.json"]
     assert all(p.is_file() for p in outputs)
-    assert info["stats"]["problems"] == 3 and info["stats"]["kept"] == 6 and set(info["stats"]["by_strategy"]) == {"cot", "pot"}
-    assert json.loads((stage_dir / REQUEST).read_text())["kind"] == "teach"
-    assert json.loads((stage_dir / RESULT).read_text())["info"] == info
+    assert info.stats.problems == 3 and info.stats.kept == 6 and set(info.stats.by_strategy) == {"cot", "pot"}
+    written = json.loads((stage_dir / REQUEST).read_text())
+    assert (written["stage"], written["kind"], written["args"]) == ("teacher", "teach", {
+        "problems": str(problems), "out_dir": str(stage_dir)})
+    assert json.loads((stage_dir / RESULT).read_text())["info"] == info.dump()
     assert (stage_dir / LOG).read_text().startswith("=== ")
 
 
 def test_a_stage_that_fails_in_its_child_quotes_the_error(tmp_path: Path) -> None:
     config = load_config(None, [])
     stage_dir = tmp_path / "iter1" / "train"
-    request = StageRequest("iter1/train", "train", config.model_dump(mode="json"),
-                           {"data": str(tmp_path / "missing.jsonl"), "questions": str(tmp_path / "q.jsonl"),
-                            "out_dir": str(tmp_path / "iter1" / "model")})
+    request = StageRequest(ModelName(iteration=1).stage("train"), config, TrainArgs(
+        data=tmp_path / "missing.jsonl", questions=tmp_path / "q.jsonl", out_dir=tmp_path / "iter1" / "model"))
     with pytest.raises(StageError) as caught:
         run_stage(request, stage_dir, console=type("C", (), {"file": io.StringIO()})())
     message = str(caught.value)
@@ -134,10 +135,10 @@ def test_the_worker_rejects_an_unreadable_request_and_an_unknown_kind(tmp_path: 
     done = subprocess.run([sys.executable, "-m", "siked.stage_worker", str(bad)], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 2 and f"stage request {bad} cannot be read" in done.stderr
-    bad.write_text(json.dumps({"stage": "x", "kind": "nope", "config": {}, "args": {}}))
+    bad.write_text(json.dumps({"stage": "iter1/eval", "kind": "nope", "config": {}, "args": {}}))
     done = subprocess.run([sys.executable, "-m", "siked.stage_worker", str(bad)], capture_output=True, text=True,
                           timeout=120)
-    assert done.returncode == 2 and "stage x: unknown kind 'nope'" in done.stderr
+    assert done.returncode == 2 and "stage iter1/eval: unknown kind 'nope'" in done.stderr
 
 
 def test_a_child_stops_when_the_loop_that_started_it_is_gone() -> None:
@@ -169,13 +170,13 @@ def test_a_run_resumes_with_stages_in_process_or_another_port_but_not_other_trai
 
 def test_the_workers_own_error_is_shown_once_by_the_loop_and_kept_in_the_log(tmp_path: Path) -> None:
     bad = tmp_path / REQUEST
-    bad.write_text(json.dumps({"stage": "x", "kind": "nope", "config": {}, "args": {}}))
+    bad.write_text(json.dumps({"stage": "teacher", "kind": "nope", "config": {}, "args": {}}))
     console = io.StringIO()
-    with pytest.raises(StageError, match=r"^stage x failed \(exit status 2\): stage x: unknown kind 'nope'.* -- full log"):
-        run_child([sys.executable, "-m", "siked.stage_worker", str(bad)], "x", tmp_path / LOG, console,
+    with pytest.raises(StageError, match=r"^stage teacher failed \(exit status 2\): stage teacher: unknown kind 'nope'.* -- full log"):
+        run_child([sys.executable, "-m", "siked.stage_worker", str(bad)], "teacher", tmp_path / LOG, console,
                   error_file=tmp_path / ERROR)
     assert "unknown kind" not in console.getvalue()  # the child left it to the loop
-    assert "error: stage x: unknown kind 'nope'" in (tmp_path / LOG).read_text()
+    assert "error: stage teacher: unknown kind 'nope'" in (tmp_path / LOG).read_text()
 
 
 def test_a_multi_line_stage_error_keeps_its_details_after_the_line_naming_the_stage(tmp_path: Path) -> None:
@@ -198,3 +199,91 @@ def test_a_training_checkpoint_resumes_on_another_port_but_not_on_other_processe
 
     assert fingerprint(main_process_port=29501) == fingerprint(main_process_port=29777) == fingerprint()
     assert fingerprint(num_processes=2) != fingerprint()
+
+
+# --- the typed requests: one model per kind, validated where the loop builds it and where the worker reads it
+
+
+def train_request(tmp_path: Path) -> StageRequest:
+    return StageRequest(ModelName(baseline="pot").stage("train"), load_config(None, []), TrainArgs(
+        data=tmp_path / "train.jsonl", questions=tmp_path / "q.jsonl", out_dir=tmp_path / "model", max_steps=4,
+        snapshot_at=[2, 4]))
+
+
+def test_a_request_reads_back_as_the_loop_built_it(tmp_path: Path) -> None:
+    from siked.stage_worker import request_kinds
+
+    request = train_request(tmp_path)
+    request.write(tmp_path / REQUEST)
+    again = read_request(tmp_path / REQUEST, request_kinds())
+    assert again == request and isinstance(again.args, TrainArgs)
+    assert again.stage.model == ModelName(baseline="pot") and again.args.snapshot_at == [2, 4]
+
+
+@pytest.mark.parametrize(("change", "refusal"), [
+    ({"out_dir": None}, "args.out_dir: Input is not a valid path"),
+    ({"max_steps": "many"}, "args.max_steps: Input should be a valid integer"),
+    ({"max_step": 4}, "args.max_step: Extra inputs are not permitted"),
+], ids=["null", "mistyped", "misspelt"])
+def test_the_worker_refuses_a_request_with_a_bad_argument_naming_the_field(
+        tmp_path: Path, change: dict, refusal: str) -> None:
+    from siked.stage_worker import request_kinds
+
+    data = train_request(tmp_path).to_json()
+    data["args"].update(change)
+    (tmp_path / REQUEST).write_text(json.dumps(data))
+    with pytest.raises(StageError) as caught:
+        read_request(tmp_path / REQUEST, request_kinds())
+    message = str(caught.value)
+    assert message.startswith(f"stage baselines/pot/train: {tmp_path / REQUEST} does not match the train request: ")
+    assert refusal in message and "\n" not in message and "pydantic.dev" not in message
+
+
+def test_a_request_missing_an_argument_is_one_error_line_from_the_worker(tmp_path: Path) -> None:
+    data = train_request(tmp_path).to_json()
+    del data["args"]["out_dir"]
+    (tmp_path / REQUEST).write_text(json.dumps(data))
+    with pytest.raises(StageError) as caught:
+        run_child([sys.executable, "-m", "siked.stage_worker", str(tmp_path / REQUEST)], "baselines/pot/train",
+                  tmp_path / LOG, io.StringIO(), error_file=tmp_path / ERROR)
+    assert str(caught.value).startswith(
+        "stage baselines/pot/train failed (exit status 2): stage baselines/pot/train: "
+        f"{tmp_path / REQUEST} does not match the train request: args.out_dir: Field required -- full log: ")
+
+
+def test_the_loop_cannot_build_a_request_with_a_bad_argument(tmp_path: Path) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="max_steps"):
+        TrainArgs(data=tmp_path, questions=tmp_path, out_dir=tmp_path, max_steps=0)
+    with pytest.raises(ValidationError, match="epochs"):
+        TrainArgs(data=tmp_path, questions=tmp_path, out_dir=tmp_path, epochs=2)
+
+
+def test_a_request_names_a_stage_the_run_directory_knows(tmp_path: Path) -> None:
+    from siked.stage_worker import request_kinds
+
+    data = train_request(tmp_path).to_json()
+    data["stage"] = "iteration1/train"
+    (tmp_path / REQUEST).write_text(json.dumps(data))
+    with pytest.raises(StageError, match=r"stage 'iteration1/train': .*'iteration1' is not a model name"):
+        read_request(tmp_path / REQUEST, request_kinds())
+
+
+def test_each_kind_answers_with_its_record_and_a_body_answering_otherwise_is_refused(tmp_path: Path) -> None:
+    from siked.metrics import EvalInfo, RoutingInfo, SampleInfo, StageInfo, TeacherInfo, TrainInfo
+    from siked.stage_worker import STAGE_KINDS, run_request, stage_body
+
+    answers = {kind: entry.args.info for kind, entry in STAGE_KINDS.items()}
+    assert answers == {"teach": TeacherInfo, "train": TrainInfo, "evaluate": EvalInfo, "sample": SampleInfo,
+                       "route": RoutingInfo}
+
+    class Odd(StageArgs[TrainInfo]):
+        kind = "odd-answer"
+
+    stage_body(Odd)(lambda request, console: ([], StageInfo()))
+    try:
+        with pytest.raises(StageError, match="its odd-answer body answered with StageInfo, not the TrainInfo"):
+            run_request(StageRequest(StageName.parse("iter1/train"), load_config(None, []), Odd()), None)
+    finally:
+        STAGE_KINDS.pop("odd-answer")

@@ -10,13 +10,8 @@ import pytest
 from siked.config import GenerationConfig, SikedConfig
 from siked.metrics import NO_STRATEGY
 from siked.records import Problem
-from siked.strategies import FREE
-from siked.student import (
-    HFBackend,
-    generate_solutions,
-    locate_model,
-    run_generation,
-)
+from siked.strategies import FREE, strategy_names
+from siked.student import Student
 from siked.student.generate import build_prompt, cut_at_stop, stop_strings, to_solution
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -35,44 +30,61 @@ def problems() -> list[Problem]:
     ]
 
 
+GENERATION = GenerationConfig(backend="hf", max_new_tokens=6, eval_max_new_tokens=6, dtype="float32", device="cpu",
+                              batch_size=8, seed=3, samples=2)
+
+
 @pytest.fixture(scope="module")
-def backend(model_cache: Path):
+def student(model_cache: Path):
     """The embedded student (untrained), float32 on CPU, loaded once for the module."""
-    cfg = GenerationConfig(max_new_tokens=6, eval_max_new_tokens=6, dtype="float32", device="cpu", batch_size=8, seed=3)
-    open_backend = HFBackend.load(locate_model("embedded:smollm2"), cfg, stop_strings("alpaca"))
-    yield open_backend
-    open_backend.close()
+    with Student.load("embedded:smollm2", SikedConfig(generation=GENERATION), progress=False) as loaded:
+        yield loaded
 
 
-def _texts(run_solutions) -> list[str]:
-    return [s.solution for s in run_solutions]
+def same_model(student: Student, *, prompt_style: str = "alpaca", **generation: object) -> Student:
+    """The loaded model, prompted or limited otherwise (the backend is shared, not reloaded)."""
+    return Student(student.source, student.backend, student.generation.model_copy(update=generation),
+                   prompt_style, progress=False)
 
 
 @pytest.mark.slow
-def test_forced_strategy_prefill_yields_that_strategy(backend: HFBackend, problems: list[Problem]) -> None:
+def test_forced_strategy_prefill_yields_that_strategy(student: Student, problems: list[Problem]) -> None:
     for strategy in ("pot", "l2m"):
-        solutions = generate_solutions("embedded:smollm2", problems[:2], backend.cfg, mode=strategy,
-                                       greedy=True, backend=backend, progress=False)
+        solutions = student.generate(problems[:2], mode=strategy, greedy=True).solutions
         assert [s.strategy for s in solutions] == [strategy, strategy]
         assert [s.problem_id for s in solutions] == [p.id for p in problems[:2]]
         assert all(s.origin == "student:embedded:smollm2" for s in solutions)
 
 
 @pytest.mark.slow
-def test_chat_prompt_style_uses_the_chat_template(backend: HFBackend, problems: list[Problem]) -> None:
-    prompt = build_prompt(problems[0].question, "cot", "chat", backend.tokenizer)
+def test_free_choice_writes_n_solutions_each_and_greedy_one(student: Student, problems: list[Problem]) -> None:
+    assert student.backend.name == "hf" and student.backend.choice == "generation.backend is hf"
+    greedy = student.generate(problems[:2], greedy=True)
+    assert [(s.problem_id, s.sample_index) for s in greedy.solutions] == [(p.id, 0) for p in problems[:2]]
+    sampled = student.generate(problems[:2]).solutions  # n: generation.samples
+    assert [(s.problem_id, s.sample_index) for s in sampled] == [(p.id, i) for p in problems[:2] for i in (0, 1)]
+    three = student.generate(problems[:1], n=3).solutions
+    assert [s.sample_index for s in three] == [0, 1, 2]
+    for solution in greedy.solutions + sampled + three:  # the untrained student picks a tag, or writes none
+        assert solution.strategy in {*strategy_names(), NO_STRATEGY}
+        assert solution.origin == "student:embedded:smollm2"
+    assert greedy.generated_tokens <= 2 * GENERATION.eval_max_new_tokens
+    assert greedy.solutions == student.generate(problems[:2], greedy=True).solutions  # greedy is deterministic
+
+
+@pytest.mark.slow
+def test_chat_prompt_style_uses_the_chat_template(student: Student, problems: list[Problem]) -> None:
+    chat = same_model(student, prompt_style="chat")
+    prompt = build_prompt(problems[0].question, "cot", "chat", chat.tokenizer)
     assert prompt.endswith("<|im_start|>assistant\n[cot]:")
-    solutions = generate_solutions("embedded:smollm2", problems[:1], backend.cfg, mode="cot", greedy=True,
-                                   prompt_style="chat", backend=backend, progress=False)
+    solutions = chat.generate(problems[:1], mode="cot", greedy=True).solutions
     assert [s.strategy for s in solutions] == ["cot"]
 
 
 @pytest.mark.slow
-def test_sampling_is_reproducible_with_a_seed(backend: HFBackend, problems: list[Problem]) -> None:
-    def sample(seed: int) -> list[str]:
-        backend.cfg = backend.cfg.model_copy(update={"seed": seed})
-        run = run_generation("embedded:smollm2", problems[:2], backend.cfg, samples=3, backend=backend,
-                             progress=False)
+def test_sampling_is_reproducible_with_a_seed(student: Student, problems: list[Problem]) -> None:
+    def sample(seed: int | None) -> list[str]:
+        run = student.generate(problems[:2], n=3, seed=seed)
         assert len(run.solutions) == 6
         assert [s.sample_index for s in run.solutions] == [0, 1, 2, 0, 1, 2]
         assert run.generated_tokens > 0 and run.tokens_per_s > 0
@@ -81,15 +93,17 @@ def test_sampling_is_reproducible_with_a_seed(backend: HFBackend, problems: list
     first, again, other = sample(11), sample(11), sample(12)
     assert first == again
     assert first != other
+    assert sample(None) == sample(GENERATION.seed)  # generation.seed unless given
 
 
 @pytest.mark.slow
-def test_batched_left_padded_greedy_matches_one_at_a_time(backend: HFBackend, problems: list[Problem]) -> None:
+def test_batched_left_padded_greedy_matches_one_at_a_time(student: Student, problems: list[Problem]) -> None:
+    backend = student.backend
     prompts = [build_prompt(p.question, FREE, "alpaca") for p in problems]
     batched = backend.complete(prompts, samples=1, greedy=True)
     single = [backend.complete([p], samples=1, greedy=True)[0] for p in prompts]
     assert [b[0].text for b in batched] == [s[0].text for s in single]
-    assert all(0 < b[0].num_tokens <= backend.cfg.max_new_tokens for b in batched)
+    assert all(0 < b[0].num_tokens <= GENERATION.max_new_tokens for b in batched)
 
 
 def test_stop_strings_cut_the_completion() -> None:
@@ -115,11 +129,16 @@ def test_forced_prompt_ends_with_the_tag_but_not_its_space() -> None:
     assert prompt.endswith("### Response:\n[l2m]:")
 
 
-def test_bad_requests_fail_before_loading(problems: list[Problem]) -> None:
+@pytest.mark.slow
+def test_bad_requests_fail_before_generating(student: Student, problems: list[Problem]) -> None:
     with pytest.raises(KeyError, match="unknown strategy"):
-        generate_solutions("embedded:smollm2", problems, SikedConfig(), mode="magic")
+        student.generate(problems, mode="magic")
     with pytest.raises(ValueError, match="empty"):
-        generate_solutions("embedded:smollm2", [], SikedConfig())
+        student.generate([])
+    with pytest.raises(ValueError, match=r"greedy decoding writes one solution per problem \(asked for n=2\)"):
+        student.generate(problems, greedy=True, n=2)
+    with pytest.raises(ValueError, match="n must be at least 1"):
+        student.generate(problems, n=0)
 
 
 @pytest.mark.slow
@@ -189,7 +208,7 @@ def test_vllm_backend_settings_without_a_gpu(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_greedy_evaluation_has_its_own_limit_and_verdicts_record_truncation(backend: HFBackend) -> None:
+def test_greedy_evaluation_has_its_own_limit_and_verdicts_record_truncation(student: Student) -> None:
     from siked.config import DatasetSpec
     from siked.data import load_spec
     from siked.evaluation import summarize
@@ -197,13 +216,14 @@ def test_greedy_evaluation_has_its_own_limit_and_verdicts_record_truncation(back
     from siked.student.decode import grade_student_outputs
 
     offline = load_spec(DatasetSpec(name="gsm_symbolic", split="test", limit=2))
-    cfg = backend.cfg.model_copy(update={"max_new_tokens": 3, "eval_max_new_tokens": 9})
-    sampled = run_generation("embedded:smollm2", offline, cfg, mode="cot", samples=1, backend=backend, progress=False)
-    greedy = run_generation("embedded:smollm2", offline, cfg, mode="cot", greedy=True, backend=backend, progress=False)
+    limited = same_model(student, max_new_tokens=3, eval_max_new_tokens=9)
+    sampled = limited.generate(offline, mode="cot", n=1)
+    greedy = limited.generate(offline, mode="cot", greedy=True)
     assert sampled.generated_tokens == 2 * 3 and greedy.generated_tokens == 2 * 9  # a CoT runs past both limits
     assert all(s.truncated for s in sampled.solutions + greedy.solutions)
-    ended = backend.complete([build_prompt("What is 2 + 3?", FREE, "alpaca")], samples=1, greedy=True,
-                             max_new_tokens=64)[0][0]
+    assert limited.generate(offline, mode="cot", greedy=True, max_new_tokens=4).generated_tokens == 2 * 4
+    ended = student.backend.complete([build_prompt("What is 2 + 3?", FREE, "alpaca")], samples=1, greedy=True,
+                                     max_new_tokens=64)[0][0]
     assert ended.truncated == (ended.num_tokens == 64)
     verdicts = grade_student_outputs(Grader(), {p.id: p for p in offline}, greedy.solutions)
     assert all(v.truncated for v in verdicts) and summarize(verdicts)["truncated"] == 2

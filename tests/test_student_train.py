@@ -16,10 +16,10 @@ from siked.config import GenerationConfig, SikedConfig
 from siked.records import Problem, Solution
 from siked.student import (
     ModelError,
+    Student,
     TrainDataError,
     TrainExample,
     TrainResult,
-    generate_solutions,
     load_model,
     locate_model,
     read_examples,
@@ -90,7 +90,8 @@ def test_trained_adapter_reloads_and_writes_the_tag_format(
         for i, ex in enumerate(gsm8k_examples)
     ]
     cfg = GenerationConfig(max_new_tokens=10, eval_max_new_tokens=10, dtype="float32", device="cpu")
-    solutions = generate_solutions(trained.model_dir, problems, cfg, greedy=True, progress=False)
+    with Student.load(trained.model_dir, SikedConfig(generation=cfg), progress=False) as student:
+        solutions = student.generate(problems, greedy=True).solutions
     assert [s.strategy for s in solutions] == ["cot"] * len(problems)
     for solution, example in zip(solutions, gsm8k_examples, strict=True):
         assert example.solution.startswith(solution.solution.split()[0])  # the memorised opening word

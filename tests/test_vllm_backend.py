@@ -15,7 +15,7 @@ import pytest
 from conftest import make_lora_adapter
 from siked.config import GenerationConfig, SikedConfig
 from siked.records import Problem
-from siked.student import ModelError, StudentSource, generate_solutions, locate_model, open_backend
+from siked.student import ModelError, Student, StudentSource, locate_model, open_backend
 from siked.student.generate import HFBackend, build_prompt, stop_strings
 from siked.student.models import merged_student
 from siked.student.vllm_backend import VLLMBackend, engine_placements, run_engine
@@ -87,10 +87,10 @@ def test_greedy_decoding_equals_hf_generate(base: StudentSource, base_engine: VL
 
 
 def test_free_and_forced_modes_go_through_the_engine(base: StudentSource, base_engine: VLLMBackend) -> None:
-    forced = generate_solutions(base, PROBLEMS, config(), mode="pot", greedy=True, backend=base_engine,
-                                progress=False)
+    student = Student(base, base_engine, config(), "alpaca", progress=False)
+    forced = student.generate(PROBLEMS, mode="pot", greedy=True).solutions
     assert [s.strategy for s in forced] == ["pot"] * 4  # the prefilled tag is part of every solution
-    free = generate_solutions(base, PROBLEMS, config(), greedy=True, backend=base_engine, progress=False)
+    free = student.generate(PROBLEMS, greedy=True).solutions
     assert len(free) == 4 and {s.problem_id for s in free} == {p.id for p in PROBLEMS}
     # The untrained model rarely writes a tag itself: what it wrote is kept, strategy "none".
     assert all(s.solution for s in free)
@@ -105,6 +105,8 @@ def test_n_samples_per_prompt_are_seeded(base: StudentSource, base_engine: VLLMB
     assert any(len(set(row)) > 1 for row in texts)  # the samples of one prompt differ from each other
     reseeded = run_engine(base_engine.llm, base, config(seed=1), prompts(), 3, False, base_engine.stops)
     assert [[c.text for c in o] for o in reseeded] != texts
+    asked = base_engine.complete(prompts(), samples=3, greedy=False, seed=1)  # a call's own seed (Student.generate's)
+    assert [[c.text for c in o] for o in asked] == [[c.text for c in o] for o in reseeded]
 
 
 def test_seeded_samples_of_more_prompts_than_one_step_prefills(base: StudentSource, base_engine: VLLMBackend) -> None:

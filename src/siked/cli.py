@@ -37,7 +37,7 @@ from siked.ranks import is_main_process
 from siked.records import Prediction, Solution
 from siked.sandbox import SandboxPool
 from siked.strategies import FREE, strategy_names
-from siked.student import read_examples, run_generation, train_student
+from siked.student import Student, read_examples, train_student
 from siked.student.decode import evaluate_model, grade_student_outputs
 from siked.teachers import teach as run_teach
 
@@ -466,11 +466,13 @@ def sample(
     cfg = config_from(config, overrides)
     if strategy != FREE and strategy not in strategy_names():
         fail(f"--strategy {strategy!r}: expected free or one of {', '.join(strategy_names())}")
+    if greedy and samples not in (None, 1):
+        fail("--greedy writes one answer per question: leave out --samples")
     problems = load_dataset_arg(data_spec, data_file, limit)
     if not problems:
         fail(f"{data_spec}: no questions to solve")
-    run = run_generation(model or cfg.student.model, problems, cfg, mode=strategy, greedy=greedy,
-                         samples=samples, console=console)
+    with Student.load(model or cfg.student.model, cfg, console=console) as student:
+        run = student.generate(problems, mode=strategy, n=samples, greedy=greedy)
     questions = {p.id: p.question for p in problems}
     write_jsonl(out, [{**s.model_dump(mode="json"), "question": questions[s.problem_id]} for s in run.solutions])
     by_id = {p.id: p for p in problems}

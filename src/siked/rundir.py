@@ -24,6 +24,9 @@ from typing import Any
 from siked.config import SikedConfig
 from siked.errors import SikedError, one_line
 from siked.io import write_json
+from siked.metrics import StageInfo
+from siked.metrics.results import RunResults, StageEntry
+from siked.names import StageName
 from siked.runlock import LOCK_FILE
 
 MANIFEST = "manifest.json"
@@ -296,25 +299,33 @@ class RunDir:
     def stage_path(self, *parts: str) -> Path:
         return self.path.joinpath(*parts)
 
-    def is_done(self, stage: str) -> bool:
-        entry = self.manifest["stages"].get(stage)
+    def is_done(self, stage: StageName) -> bool:
+        entry = self.manifest["stages"].get(str(stage))
         if not entry or entry.get("status") != "done":
             return False
         return all((self.path / out).exists() for out in entry.get("outputs", []))
 
-    def info(self, stage: str) -> dict[str, Any]:
-        return self.manifest["stages"].get(stage, {}).get("info", {})
+    def results(self) -> RunResults:
+        """What the stages recorded, typed (stage keys this siked does not name are left out)."""
+        entries = {}
+        for key, entry in self.manifest["stages"].items():
+            try:
+                entries[StageName.parse(key)] = StageEntry.read(entry)
+            except ValueError:
+                continue
+        return RunResults(path=self.path, created=self.manifest.get("created", ""), entries=entries,
+                          done=frozenset(stage for stage in entries if self.is_done(stage)))
 
-    def start(self, stage: str) -> None:
-        self.manifest["stages"][stage] = {"status": "running", "started": now()}
+    def start(self, stage: StageName) -> None:
+        self.manifest["stages"][str(stage)] = {"status": "running", "started": now()}
         self.save()
 
-    def finish(self, stage: str, outputs: Iterable[Path], info: dict[str, Any] | None = None) -> None:
-        entry = self.manifest["stages"][stage]
+    def finish(self, stage: StageName, outputs: Iterable[Path], info: StageInfo) -> None:
+        entry = self.manifest["stages"][str(stage)]
         entry.update(
             status="done",
             finished=now(),
             outputs=[str(Path(o).relative_to(self.path)) for o in outputs],
-            info=info or {},
+            info=info.dump(),
         )
         self.save()

@@ -1,8 +1,9 @@
 """The child side of a stage: `python -m siked.stage_worker RUN/<stage>/request.json`.
 
-Each heavy stage of `siked run` is one registered body: it reads its inputs from the run
-directory, loads what it needs (the student, the teacher, a sandbox pool to grade in), writes its
-outputs atomically and returns them with the info the manifest records. The worker writes
+Each heavy stage of `siked run` is one body registered with its request model
+(`siked.stage_requests`): it reads its inputs from the run directory, loads what it needs (the
+student, the teacher, a sandbox pool to grade in), writes its outputs atomically and returns them
+with the info record its request's kind names, which the manifest keeps. The worker writes
 `result.json` last (the main process only, under `accelerate launch`); the loop reads it and
 marks the stage done. See `siked.stages` for the parent side.
 """
@@ -15,13 +16,14 @@ import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 from rich.console import Console
 
-from siked.config import CHECKED_BY_PARENT, SikedConfig
+from siked.config import SikedConfig
 from siked.errors import SikedError, one_line
 from siked.io import atomic_path, read_jsonl, write_json, write_jsonl
 from siked.lifeline import PARENT_ENV, die_with_parent, watch_parent
@@ -35,24 +37,49 @@ from siked.metrics import (
     TeacherInfo,
     TrainInfo,
 )
-from siked.plugins import load_plugins
 from siked.ranks import is_main_process
 from siked.records import GradedSolution, Problem, Solution
 from siked.registry import Registry
-from siked.stages import ERROR, LOG, RESULT, StageError, StageRequest, write_result
+from siked.stage_requests import (
+    EvaluateArgs,
+    Info,
+    RouteArgs,
+    SampleArgs,
+    StageArgs,
+    StageError,
+    StageRequest,
+    TeachArgs,
+    TrainArgs,
+    fields_message,
+    read_request,
+    write_result,
+)
+from siked.stages import ERROR, LOG, RESULT
 from siked.strategies import FREE
 
-StageBody = Callable[[SikedConfig, dict[str, Any], Any], tuple[list[str], StageInfo]]
-"""(config, arguments, console) -> (output paths, the info the manifest records)."""
+if TYPE_CHECKING:
+    from siked.student.generate import Student
 
-STAGE_KINDS: Registry[StageBody] = Registry("stage kind")
+Body = TypeVar("Body", bound=Callable[..., Any])
+StageBody = Callable[[StageRequest[Any], Any], tuple[list[Path], StageInfo]]
+"""(request, console) -> (output paths, the info record of the request's kind)."""
 
 
-def stage_kind(name: str) -> Callable[[StageBody], StageBody]:
-    """Register a stage body under `name`."""
+@dataclass(frozen=True)
+class StageKind:
+    args: type[StageArgs]
+    """The request model of its arguments."""
+    body: StageBody
 
-    def register(body: StageBody) -> StageBody:
-        STAGE_KINDS.register(name, body)
+
+STAGE_KINDS: Registry[StageKind] = Registry("stage kind")
+
+
+def stage_body(args: type[StageArgs]) -> Callable[[Body], Body]:
+    """Register the body that runs requests of `args.kind`."""
+
+    def register(body: Body) -> Body:
+        STAGE_KINDS.register(args.kind, StageKind(args=args, body=body))
         return body
 
     return register
@@ -68,62 +95,66 @@ def grader(config: SikedConfig) -> Iterator[Any]:
         yield Grader.from_config(config, sandbox)
 
 
+@contextmanager
+def graded_student(request: StageRequest[Any], console: Any) -> Iterator[tuple[Student, Any]]:
+    """The request's student (`args.model`), loaded, and a grader, for the duration of one stage."""
+    from siked.student.generate import Student
+
+    with grader(request.config) as grade, Student.load(request.args.model, request.config, console=console) as student:
+        yield student, grade
+
+
+def backend_fields(student: Student) -> dict[str, str]:
+    """Which generation backend a stage ran, and why (`generation.backend: auto` decides)."""
+    return {"backend": student.backend.name, "backend_choice": student.backend.choice}
+
+
 # --- the stage bodies ------------------------------------------------------------------------
 
 
-def backend_info(student: tuple[Any, Any]) -> dict[str, str]:
-    """Which generation backend a stage ran, and why (`generation.backend: auto` decides)."""
-    backend = student[1]
-    return {"backend": backend.name, "backend_choice": backend.choice}
-
-
-@stage_kind("teach")
-def teach_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], TeacherInfo]:
-    """args: problems (JSONL of the training questions), out_dir."""
+@stage_body(TeachArgs)
+def teach_stage(request: StageRequest[TeachArgs], console: Any) -> tuple[list[Path], TeacherInfo]:
     from siked.teachers import teach
 
-    out_dir = Path(args["out_dir"])
-    result = teach(config, read_jsonl(args["problems"], Problem), out_dir, console=console)
-    return [str(out_dir / "teacher.jsonl"), str(out_dir / "teacher_stats.json")], TeacherInfo(stats=result.stats)
+    args = request.args
+    result = teach(request.config, read_jsonl(args.problems, Problem), args.out_dir, console=console)
+    return [args.out_dir / "teacher.jsonl", args.out_dir / "teacher_stats.json"], TeacherInfo(stats=result.stats)
 
 
-@stage_kind("train")
-def train_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], TrainInfo]:
-    """args: data (solutions JSONL), questions (problems JSONL), out_dir, previous, max_steps,
-    trainer_args (SFTConfig fields from the loop's tracking), snapshot_at (steps of loadable
-    snapshots, besides every epoch's end; absent: none)."""
+@stage_body(TrainArgs)
+def train_stage(request: StageRequest[TrainArgs], console: Any) -> tuple[list[Path], TrainInfo]:
     from siked.student.snapshots import snapshot_steps
     from siked.student.train import train_student
 
-    records = read_jsonl(args["data"], Solution)
-    by_id = {p.id: p for p in read_jsonl(args["questions"], Problem)}
-    result = train_student([(by_id[r.problem_id], r) for r in records], config, args["out_dir"],
-                           previous=args.get("previous"), max_steps=args.get("max_steps"), console=console,
-                           trainer_args=args.get("trainer_args"), snapshot_at=args.get("snapshot_at"))
-    return [str(args["out_dir"])], TrainInfo(examples=len(records), steps=result.steps, train_loss=result.train_loss,
-                                             tokens_per_s=result.tokens_per_s, processes=result.processes,
-                                             snapshots=snapshot_steps(args["out_dir"]))
+    args = request.args
+    records = read_jsonl(args.data, Solution)
+    by_id = {p.id: p for p in read_jsonl(args.questions, Problem)}
+    result = train_student([(by_id[r.problem_id], r) for r in records], request.config, args.out_dir,
+                           previous=args.previous, max_steps=args.max_steps, console=console,
+                           trainer_args=args.trainer_args, snapshot_at=args.snapshot_at)
+    return [args.out_dir], TrainInfo(examples=len(records), steps=result.steps, train_loss=result.train_loss,
+                                     tokens_per_s=result.tokens_per_s, processes=result.processes,
+                                     snapshots=snapshot_steps(args.out_dir))
 
 
-@stage_kind("evaluate")
-def evaluate_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], EvalInfo]:
-    """args: model, name (for the console), sets: {key: {problems, out}} (greedy, free choice)."""
+@stage_body(EvaluateArgs)
+def evaluate_stage(request: StageRequest[EvaluateArgs], console: Any) -> tuple[list[Path], EvalInfo]:
     from siked.evaluation import summarize
-    from siked.student.decode import decode_and_grade, open_student
+    from siked.student.decode import greedy_graded
 
     outputs, summaries = [], {}
-    with grader(config) as grade, open_student(args["model"], config) as student:
-        for key, paths in args["sets"].items():
-            problems = read_jsonl(paths["problems"], Problem)
+    with graded_student(request, console) as (student, grade):
+        for key, paths in request.args.sets.items():
+            problems = read_jsonl(paths.problems, Problem)
             if not problems:
                 continue
-            solutions, verdicts = decode_and_grade(student, problems, config, grade, greedy=True, console=console)
-            write_jsonl(Path(paths["out"]), [GradedSolution(**s.model_dump(), verdict=v)
-                                             for s, v in zip(solutions, verdicts, strict=True)])
-            outputs.append(str(paths["out"]))
+            solutions, verdicts = greedy_graded(student, problems, grade)
+            write_jsonl(paths.out, [GradedSolution(**s.model_dump(), verdict=v)
+                                    for s, v in zip(solutions, verdicts, strict=True)])
+            outputs.append(paths.out)
             summaries[key] = EvalResult.read(summarize(verdicts))
-            console.print(f"  {args['name']} {key}: accuracy {summaries[key].rate:.1%}")
-    return outputs, EvalInfo(eval=summaries, **backend_info(student))
+            console.print(f"  {request.stage.model} {key}: accuracy {summaries[key].rate:.1%}")
+    return outputs, EvalInfo(eval=summaries, **backend_fields(student))
 
 
 def sample_modes(config: SikedConfig) -> list[str]:
@@ -131,65 +162,71 @@ def sample_modes(config: SikedConfig) -> list[str]:
     return list(config.teacher.strategies) if config.mixing.sampling == "forced" else [FREE]
 
 
-@stage_kind("sample")
-def sample_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], SampleInfo]:
-    """args: model, problems, samples and verdicts (output JSONL paths)."""
+@stage_body(SampleArgs)
+def sample_stage(request: StageRequest[SampleArgs], console: Any) -> tuple[list[Path], SampleInfo]:
     from siked.evaluation import sample_summary
-    from siked.student.decode import decode_and_grade, open_student
+    from siked.student.decode import grade_student_outputs
 
-    problems = read_jsonl(args["problems"], Problem)
+    args = request.args
+    problems = read_jsonl(args.problems, Problem)
+    by_id = {p.id: p for p in problems}
     solutions, verdicts, by_mode = [], [], {}
-    with grader(config) as grade, open_student(args["model"], config) as student:
-        for mode in sample_modes(config):
-            found, judged = decode_and_grade(student, problems, config, grade, greedy=False, mode=mode,
-                                             samples=config.generation.samples, console=console)
+    with graded_student(request, console) as (student, grade):
+        for mode in sample_modes(request.config):
+            found = student.generate(problems, mode=mode).solutions
+            judged = grade_student_outputs(grade, by_id, found)
             solutions += found
             verdicts += judged
             by_mode[mode] = StudentStats.read(sample_summary(problems, found, judged))
-    write_jsonl(Path(args["samples"]), solutions)
-    write_jsonl(Path(args["verdicts"]), verdicts)
+    write_jsonl(args.solutions_out, solutions)
+    write_jsonl(args.verdicts_out, verdicts)
     summary = StudentStats.read(sample_summary(problems, solutions, verdicts))
     if FREE in by_mode:  # the strategies the student picks itself, not the forced ones
         summary.strategy_counts = by_mode[FREE].strategy_counts
     summary.by_mode = by_mode
-    return [str(args["samples"]), str(args["verdicts"])], SampleInfo(student=summary, **backend_info(student))
+    return [args.solutions_out, args.verdicts_out], SampleInfo(student=summary, **backend_fields(student))
 
 
-@stage_kind("route")
-def route_stage(config: SikedConfig, args: dict[str, Any], console: Any) -> tuple[list[str], RoutingInfo]:
-    """args: model, model_name, sets: {key: problems JSONL}, out. Every set decoded with each strategy forced."""
+@stage_body(RouteArgs)
+def route_stage(request: StageRequest[RouteArgs], console: Any) -> tuple[list[Path], RoutingInfo]:
+    """Every set decoded with each strategy forced."""
     from siked.evaluation import routing
     from siked.metrics import RoutingResult
     from siked.strategies import strategy_names
-    from siked.student.decode import decode_and_grade, open_student
+    from siked.student.decode import greedy_graded
 
-    table = {}
-    with grader(config) as grade, open_student(args["model"], config) as student:
-        for key, path in args["sets"].items():
+    args, table = request.args, {}
+    with graded_student(request, console) as (student, grade):
+        for key, path in args.sets.items():
             problems = read_jsonl(path, Problem)
-            forced = {name: decode_and_grade(student, problems, config, grade, greedy=True, mode=name,
-                                             console=console)[1] for name in strategy_names()}
+            forced = {name: greedy_graded(student, problems, grade, name)[1] for name in strategy_names()}
             table[key] = routing(problems, forced)
             result = RoutingResult.read(table[key])
             console.print(f"  routing {key}: best single {result.best_single_strategy} "
                           f"{result.best_single_accuracy or 0:.1%}, oracle {result.oracle_accuracy or 0:.1%} "
                           f"(gap {100 * (result.gap() or 0):.1f} points)")
-    write_json(Path(args["out"]), table)
-    return [str(args["out"])], RoutingInfo(model=args["model_name"], **backend_info(student))
+    write_json(args.out, table)
+    return [args.out], RoutingInfo(model=str(args.model_name), **backend_fields(student))
 
 
 # --- running one request ---------------------------------------------------------------------
 
 
-def run_request(request: StageRequest, console: Any) -> tuple[list[str], dict[str, Any]]:
+def run_request(request: StageRequest[StageArgs[Info]], console: Any) -> tuple[list[Path], Info]:
     """Run a stage's body here, in this process (the worker's job; the loop's when stages run in-process);
-    returns its outputs and its info as JSON (the loop reads it back with the stage's info record)."""
+    returns its outputs and its info record, of the type its request's kind names."""
     if request.kind not in STAGE_KINDS:
         raise StageError(f"stage {request.stage}: unknown kind {request.kind!r} (known: {', '.join(STAGE_KINDS)})")
-    load_plugins(request.config.get("plugins", []))  # before validation: it looks their names up
-    config = SikedConfig.model_validate(request.config, context=CHECKED_BY_PARENT)
-    outputs, info = STAGE_KINDS[request.kind](config, request.args, console)
-    return outputs, info.dump()
+    outputs, info = STAGE_KINDS[request.kind].body(request, console)
+    if not isinstance(info, request.args.info):
+        raise StageError(f"stage {request.stage}: its {request.kind} body answered with {type(info).__name__}, "
+                         f"not the {request.args.info.__name__} its request names")
+    return [Path(p) for p in outputs], info
+
+
+def request_kinds() -> dict[str, type[StageArgs]]:
+    """The request model of each registered stage kind."""
+    return {name: kind.args for name, kind in STAGE_KINDS.items()}
 
 
 def error_message(exc: Exception) -> str:
@@ -198,9 +235,7 @@ def error_message(exc: Exception) -> str:
     if isinstance(exc, SikedError):
         return str(exc)
     if isinstance(exc, ValidationError):
-        fields = [f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
-                  for e in exc.errors()]
-        return f"ValidationError: {exc.title}: {'; '.join(fields)}"
+        return f"ValidationError: {exc.title}: {fields_message(exc)}"
     text = one_line(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -247,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     watch_parent()
     request_path = Path(argv[0])
     try:
-        request = StageRequest.read(request_path)
+        request = read_request(request_path, request_kinds())
         outputs, info = run_request(request, console)
     except Exception as exc:  # every failure reaches the user as one line
         report_failure(exc, request_path, console)

@@ -1,7 +1,7 @@
 """Heavy stages of `siked run` in child processes.
 
-The loop (the parent) never imports torch: it writes a stage request (the config, the stage's
-kind and its arguments, as JSON) into the stage's folder and runs `python -m siked.stage_worker`
+The loop (the parent) never imports torch: it writes a stage request (the stage's name, the config
+and its kind's arguments, as JSON) into the stage's folder and runs `python -m siked.stage_worker`
 on it, or `accelerate launch ... -m siked.stage_worker` for a training stage on several
 processes. The child loads the model, does the work, writes the stage's outputs and then
 `result.json` atomically, and exits, handing every byte of CPU and GPU memory back. Its output
@@ -12,28 +12,25 @@ A child dies with the loop, even a SIGKILLed one (`siked.lifeline`), and runs in
 of its own, which is stopped as a whole when the loop is interrupted or the child ends, so that
 no process of a stage outlives it to race a rerun.
 
-The stage bodies are registered by kind in `siked.stage_worker`, which imports this module (never
-the other way round); the loop runs a body in-process through it when `loop.stage_processes` is
-false.
+The request and the result are typed (`siked.stage_requests`); the stage bodies are registered by
+kind in `siked.stage_worker`, which imports this module (never the other way round); the loop runs a
+body in-process through it when `loop.stage_processes` is false.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 from siked.config import LauncherConfig
-from siked.errors import SikedError
-from siked.io import write_json
 from siked.lifeline import PARENT_ENV, wrap
+from siked.stage_requests import Info, StageArgs, StageError, StageRequest, read_result
 
 REQUEST = "request.json"
 RESULT = "result.json"
@@ -43,45 +40,6 @@ written by its child instead of printing it, so that the loop shows it once, on 
 LOG = "log.txt"
 STOP_GRACE_S = 30
 """How long a stopped stage's processes get to exit after SIGTERM before they are killed."""
-
-
-class StageError(SikedError):
-    """A stage's child process failed; the message names the stage and its log."""
-
-
-@dataclass(frozen=True)
-class StageRequest:
-    """What a child needs to run one stage: everything in one JSON file in the stage's folder."""
-
-    stage: str
-    """The manifest's stage name, e.g. iter1/train."""
-    kind: str
-    """The registered body: teach, train, evaluate, sample, route."""
-    config: dict[str, Any]
-    args: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"stage": self.stage, "kind": self.kind, "config": self.config, "args": self.args}
-
-    @classmethod
-    def read(cls, path: Path) -> StageRequest:
-        try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
-            return cls(stage=data["stage"], kind=data["kind"], config=data["config"], args=data["args"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StageError(f"stage request {path} cannot be read: {exc}") from None
-
-
-def read_result(path: Path, stage: str) -> tuple[list[Path], dict[str, Any]]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return [Path(p) for p in data["outputs"]], dict(data["info"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise StageError(f"stage {stage}: its child exited cleanly but left no readable {path} ({exc})") from None
-
-
-def write_result(path: Path, outputs: list[str], info: dict[str, Any]) -> None:
-    write_json(path, {"outputs": [str(p) for p in outputs], "info": info})
 
 
 def launch_command(request_path: Path, launcher: LauncherConfig | None) -> list[str]:
@@ -217,14 +175,14 @@ def run_child(command: list[str], stage: str, log: Path, console_file: IO[str] |
         raise StageError(failure_message(stage, returncode, log, error))
 
 
-def run_stage(request: StageRequest, stage_dir: Path, *, launcher: LauncherConfig | None = None,
-              console: Any = None) -> tuple[list[Path], dict[str, Any]]:
+def run_stage(request: StageRequest[StageArgs[Info]], stage_dir: Path, *, launcher: LauncherConfig | None = None,
+              console: Any = None) -> tuple[list[Path], Info]:
     """Run one stage in a child process (several under `launcher`); returns its outputs and info."""
     stage_dir.mkdir(parents=True, exist_ok=True)
     request_path, result_path = stage_dir / REQUEST, stage_dir / RESULT
     for earlier in (result_path, stage_dir / ERROR):  # an earlier, interrupted attempt's
         earlier.unlink(missing_ok=True)
-    write_json(request_path, request.to_json())
-    run_child(launch_command(request_path, launcher), request.stage, stage_dir / LOG,
+    request.write(request_path)
+    run_child(launch_command(request_path, launcher), str(request.stage), stage_dir / LOG,
               getattr(console, "file", None), error_file=stage_dir / ERROR)
-    return read_result(result_path, request.stage)
+    return read_result(result_path, request)

@@ -1,14 +1,13 @@
 """The student: model loading (hub id, folder, GGUF, embedded SmolLM2), LoRA/full fine-tuning
-with TRL, and sampling through the `hf` (transformers) or `vllm` backend."""
+with TRL, and a loaded `Student` generating through the `hf` (transformers) or `vllm` backend."""
 
 from siked.student.generate import (
     Completion,
+    Generation,
     GenerationBackend,
-    GenerationRun,
     HFBackend,
-    generate_solutions,
+    Student,
     open_backend,
-    run_generation,
 )
 from siked.student.models import (
     ModelError,
@@ -28,21 +27,20 @@ from siked.student.train import (
 
 __all__ = [
     "Completion",
+    "Generation",
     "GenerationBackend",
-    "GenerationRun",
     "HFBackend",
     "ModelError",
+    "Student",
     "StudentSource",
     "TrainDataError",
     "TrainExample",
     "TrainResult",
     "convert_gguf",
     "embedded_gguf",
-    "generate_solutions",
     "load_model",
     "locate_model",
     "open_backend",
     "read_examples",
-    "run_generation",
     "train_student",
 ]

@@ -33,7 +33,9 @@ class GenerationBackend(Protocol):
         greedy: bool,
         progress: ProgressFn | None = None,
         max_new_tokens: int | None = None,
-    ) -> list[list[Completion]]: ...
+        seed: int | None = None,
+    ) -> list[list[Completion]]:
+        """`max_new_tokens` and `seed` override the backend's `generation` settings for this call."""
 
     def close(self) -> None: ...
 

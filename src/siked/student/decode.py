@@ -4,9 +4,7 @@ An output without a known strategy tag is graded `invalid` here and never reache
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from siked.config import SikedConfig
@@ -15,8 +13,7 @@ from siked.grading import Grader
 from siked.records import Problem, Solution, Verdict
 from siked.sandbox import SandboxPool
 from siked.strategies import FREE, strategy_names
-from siked.student.generate import generate_solutions, open_backend
-from siked.student.models import locate_model
+from siked.student.generate import Student
 
 
 def grade_student_outputs(
@@ -35,33 +32,15 @@ def grade_student_outputs(
     ]
 
 
-@contextmanager
-def open_student(model: str | Path, config: SikedConfig) -> Iterator[tuple[Any, Any]]:
-    """(source, loaded generation backend) for `model`, to reuse across many decodes."""
-    source = locate_model(model)
-    style = source.prompt_style or config.student.prompt_style
-    backend = open_backend(source, config.generation, style)
-    try:
-        yield source, backend
-    finally:
-        backend.close()
-
-
-def decode_and_grade(
-    student: tuple[Any, Any], problems: Sequence[Problem], config: SikedConfig, grader: Any, *,
-    greedy: bool, mode: str = FREE, samples: int = 1, console: Any = None,
-) -> tuple[list[Solution], list[Verdict]]:
-    """The student's solutions of `problems` (forced to `mode` unless free), graded."""
-    source, backend = student
-    solutions = generate_solutions(
-        source, list(problems), config, mode=mode, greedy=greedy, samples=samples,
-        backend=backend, console=console,
-    )
-    return solutions, grade_student_outputs(grader, {p.id: p for p in problems}, solutions)
-
-
 GradedSet = Callable[[str, Sequence[Problem], list[Solution], list[Verdict]], None]
 """(set key, problems, the student's greedy solutions, their verdicts), e.g. to write predictions."""
+
+
+def greedy_graded(student: Student, problems: Sequence[Problem], grader: Any,
+                  mode: str = FREE) -> tuple[list[Solution], list[Verdict]]:
+    """The student's greedy solutions of `problems` (free choice, or strategy `mode` forced), graded."""
+    solutions = student.generate(problems, mode=mode, greedy=True).solutions
+    return solutions, grade_student_outputs(grader, {p.id: p for p in problems}, solutions)
 
 
 def evaluate_model(
@@ -75,16 +54,14 @@ def evaluate_model(
     """Greedy free-choice evaluation of `model` on each set (and forced strategies for routing);
     `on_graded` sees each set's free-choice solutions and verdicts."""
     results: dict[str, dict] = {}
-    with SandboxPool.from_config(config.sandbox) as sandbox, open_student(model, config) as student:
+    with SandboxPool.from_config(config.sandbox) as sandbox, Student.load(model, config, console=console) as student:
         grader = Grader.from_config(config, sandbox)
         for key, problems in sets.items():
-            decode = lambda mode, ps=problems: decode_and_grade(  # noqa: E731
-                student, ps, config, grader, greedy=True, mode=mode, console=console)
-            solutions, verdicts = decode(FREE)
+            solutions, verdicts = greedy_graded(student, problems, grader)
             results[key] = summarize(verdicts)
             if on_graded is not None:
                 on_graded(key, problems, solutions, verdicts)
             if routing_too:
-                forced = {name: decode(name)[1] for name in strategy_names()}
+                forced = {name: greedy_graded(student, problems, grader, name)[1] for name in strategy_names()}
                 results[key]["routing"] = routing(problems, forced)
     return results

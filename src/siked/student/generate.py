@@ -1,7 +1,8 @@
 """The student writes solutions: prompts in, tagged completions out, behind one backend interface.
 
-Modes: `free` (the student writes its own strategy tag), or a strategy name (the response is
-prefilled with that strategy's tag). `greedy` decodes one deterministic answer per question.
+A `Student` is a loaded model behind its backend (`HFBackend` here, or `VLLMBackend`), with one
+`generate` method. Modes: `free` (the student writes its own strategy tag), or a strategy name (the
+response is prefilled with that strategy's tag). `greedy` decodes one deterministic answer per question.
 
 A completion without a known tag becomes a `Solution` with strategy `NO_STRATEGY` ("none") and the
 raw text as its solution: it is kept (nothing computed is lost) and counted as invalid by
@@ -10,6 +11,7 @@ raw text as its solution: it is kept (nothing computed is lost) and counted as i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import time
@@ -92,16 +94,19 @@ class HFBackend:
         greedy: bool,
         progress: ProgressFn | None = None,
         max_new_tokens: int | None = None,
+        seed: int | None = None,
     ) -> list[list[Completion]]:
-        """`max_new_tokens` overrides `cfg.max_new_tokens` for this call."""
+        """`max_new_tokens` and `seed` override `cfg.max_new_tokens` and `cfg.seed` for this call."""
         limit = max_new_tokens or self.cfg.max_new_tokens
+        seed = self.cfg.seed if seed is None else seed
         encoded = [self.tokenizer(p).input_ids for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]), reverse=True)
         per_batch = max(1, self.cfg.batch_size // samples)
         results: list[list[Completion]] = [[] for _ in prompts]
         for start in range(0, len(order), per_batch):
             batch = order[start : start + per_batch]
-            completions = self._generate([encoded[i] for i in batch], samples, greedy, prompts[batch[0]], limit)
+            first = batch_seed(seed, prompts[batch[0]])
+            completions = self._generate([encoded[i] for i in batch], samples, greedy, first, limit)
             for k, index in enumerate(batch):
                 results[index] = completions[k * samples : (k + 1) * samples]
             if progress is not None:
@@ -109,7 +114,7 @@ class HFBackend:
         return results
 
     def _generate(
-        self, batch: list[list[int]], samples: int, greedy: bool, first_prompt: str, limit: int
+        self, batch: list[list[int]], samples: int, greedy: bool, seed: int, limit: int
     ) -> list[Completion]:
         import torch
 
@@ -118,7 +123,7 @@ class HFBackend:
         mask = inputs["attention_mask"].to(self.model.device)
         sample = not greedy and self.cfg.temperature > 0
         config, processors = self._decoding(sample, limit)
-        torch.manual_seed(batch_seed(self.cfg.seed, first_prompt))
+        torch.manual_seed(seed)
         with torch.inference_mode():
             cache = self._shared_prefill(ids, mask, samples) if self.share_prefill and ids.shape[1] > 1 else None
             ids, mask = ids.repeat_interleave(samples, 0), mask.repeat_interleave(samples, 0)
@@ -236,7 +241,9 @@ def to_solution(problem_id: str, text: str, mode: str, origin: str, index: int) 
 
 
 @dataclass
-class GenerationRun:
+class Generation:
+    """What one `Student.generate` call wrote, and what it cost."""
+
     solutions: list[Solution]
     generated_tokens: int
     seconds: float
@@ -246,89 +253,84 @@ class GenerationRun:
         return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def _sections(config: SikedConfig | GenerationConfig | None) -> tuple[GenerationConfig, str | None]:
-    if isinstance(config, SikedConfig):
-        return config.generation, config.student.prompt_style
-    return config or GenerationConfig(), None
-
-
-def run_generation(
-    model: str | Path | StudentSource,
-    problems: Sequence[Problem],
-    config: SikedConfig | GenerationConfig | None = None,
-    *,
-    mode: str = FREE,
-    greedy: bool = False,
-    samples: int | None = None,
-    prompt_style: str | None = None,
-    backend: GenerationBackend | None = None,
-    origin: str | None = None,
-    console: Any = None,
-    progress: bool = True,
-) -> GenerationRun:
-    """`generate_solutions`, also reporting generated tokens and seconds.
-
-    Greedy decoding is evaluation: it runs to `eval_max_new_tokens`, sampling to `max_new_tokens`.
+class Student:
+    """A loaded student: its weights (`source`), the backend serving them (hf or vllm: its `name`
+    and `choice` say which and why) and its prompt style. `generate` writes its solutions; `close`
+    (or the end of a `with` block) hands the backend's memory back.
     """
-    cfg, config_style = _sections(config)
-    if mode != FREE:
-        get_strategy(mode)  # an unknown strategy fails before anything loads
-    if not problems:
-        raise ValueError("no problems to solve: the question set is empty")
-    samples = 1 if greedy else (samples or cfg.samples)
-    source = model if isinstance(model, StudentSource) else locate_model(model)
-    style = prompt_style or source.prompt_style or config_style or "alpaca"
-    owned = backend is None
-    backend = backend or open_backend(source, cfg, style)
-    try:
-        tokenizer = getattr(backend, "tokenizer", None)
-        if style == "chat" and tokenizer is None:
-            tokenizer = load_tokenizer(source)
-        prompts = [build_prompt(p.question, mode, style, tokenizer) for p in problems]
+
+    def __init__(self, source: StudentSource, backend: GenerationBackend, generation: GenerationConfig,
+                 prompt_style: str = "alpaca", *, console: Any = None, progress: bool = True):
+        self.source = source
+        self.backend = backend
+        self.generation = generation
+        self.prompt_style = prompt_style
+        self.console = console
+        self.progress = progress
+        """Show a progress bar per `generate` call."""
+
+    @classmethod
+    def load(cls, model: str | Path | StudentSource, config: SikedConfig, *, console: Any = None,
+             progress: bool = True) -> Student:
+        """`model`: anything `locate_model` accepts, a `train_student` output directory included; it is
+        prompted in the style it was trained with, else `student.prompt_style`."""
+        source = model if isinstance(model, StudentSource) else locate_model(model)
+        style = source.prompt_style or config.student.prompt_style
+        backend = open_backend(source, config.generation, style)
+        return cls(source, backend, config.generation, style, console=console, progress=progress)
+
+    def __enter__(self) -> Student:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    @functools.cached_property
+    def tokenizer(self) -> Any:
+        """The backend's tokenizer; loaded on its own where a chat prompt needs one the backend lacks."""
+        tokenizer = getattr(self.backend, "tokenizer", None)
+        if tokenizer is None and self.prompt_style == "chat":
+            tokenizer = load_tokenizer(self.source)
+        return tokenizer
+
+    def generate(self, problems: Sequence[Problem], *, mode: str = FREE, n: int | None = None, greedy: bool = False,
+                 max_new_tokens: int | None = None, seed: int | None = None) -> Generation:
+        """The student's solutions of `problems`, `n` per problem (default `generation.samples`; greedy: 1).
+
+        `mode`: free (the student writes its own strategy tag) or a strategy to force (its tag is
+        prefilled). Greedy decoding is evaluation: it stops at `generation.eval_max_new_tokens`,
+        sampling at `generation.max_new_tokens`; `max_new_tokens` overrides either. `seed` (default
+        `generation.seed`) seeds the sampling. A completion without a known tag gets `NO_STRATEGY`.
+        """
+        n = self._count(problems, mode, n, greedy)
+        limit = max_new_tokens or (self.generation.eval_max_new_tokens if greedy else self.generation.max_new_tokens)
+        prompts = [build_prompt(p.question, mode, self.prompt_style, self.tokenizer) for p in problems]
+        label = f"sampling {mode}" + (" (greedy)" if greedy else f" x{n}")
         start = time.perf_counter()
-        label = f"sampling {mode}" + (" (greedy)" if greedy else f" x{samples}")
-        with progress_bar(len(prompts), label, console, enabled=progress) as advance:
-            completions = backend.complete(prompts, samples=samples, greedy=greedy, progress=advance,
-                                           max_new_tokens=cfg.eval_max_new_tokens if greedy else cfg.max_new_tokens)
+        with progress_bar(len(prompts), label, self.console, enabled=self.progress) as advance:
+            completions = self.backend.complete(prompts, samples=n, greedy=greedy, progress=advance,
+                                                max_new_tokens=limit, seed=seed)
         seconds = time.perf_counter() - start
-    finally:
-        if owned:
-            backend.close()
-    origin = origin or f"student:{source.spec}"
-    solutions = [
-        to_solution(problem.id, c.text, mode, origin, index).model_copy(update={"truncated": c.truncated})
-        for problem, outs in zip(problems, completions, strict=True)
-        for index, c in enumerate(outs)
-    ]
-    tokens = sum(c.num_tokens for outs in completions for c in outs)
-    return GenerationRun(solutions=solutions, generated_tokens=tokens, seconds=seconds)
+        origin = f"student:{self.source.spec}"
+        solutions = [to_solution(problem.id, c.text, mode, origin, index).model_copy(update={"truncated": c.truncated})
+                     for problem, outs in zip(problems, completions, strict=True) for index, c in enumerate(outs)]
+        tokens = sum(c.num_tokens for outs in completions for c in outs)
+        return Generation(solutions=solutions, generated_tokens=tokens, seconds=seconds)
 
-
-def generate_solutions(
-    model: str | Path | StudentSource,
-    problems: Sequence[Problem],
-    config: SikedConfig | GenerationConfig | None = None,
-    *,
-    mode: str = FREE,
-    greedy: bool = False,
-    samples: int | None = None,
-    prompt_style: str | None = None,
-    backend: GenerationBackend | None = None,
-    origin: str | None = None,
-    console: Any = None,
-    progress: bool = True,
-) -> list[Solution]:
-    """Sample the student's solutions: `samples` per problem (default `generation.samples`; 1 when greedy).
-
-    `model`: anything `locate_model` accepts, a `train_student` output directory included.
-    `mode`: free, or a strategy name to force. `prompt_style` defaults to the one the model
-    was trained with, then `config.student.prompt_style`, then alpaca. Pass an open `backend`
-    to reuse a loaded model across calls. Untagged completions get strategy `NO_STRATEGY`.
-    """
-    return run_generation(
-        model, problems, config, mode=mode, greedy=greedy, samples=samples,
-        prompt_style=prompt_style, backend=backend, origin=origin, console=console, progress=progress,
-    ).solutions
+    def _count(self, problems: Sequence[Problem], mode: str, n: int | None, greedy: bool) -> int:
+        """Solutions per problem; a request that cannot be met fails before anything is generated."""
+        if mode != FREE:
+            get_strategy(mode)  # an unknown strategy is a KeyError naming the known ones
+        if not problems:
+            raise ValueError("no problems to solve: the question set is empty")
+        if greedy and n not in (None, 1):
+            raise ValueError(f"greedy decoding writes one solution per problem (asked for n={n})")
+        if n is not None and n < 1:
+            raise ValueError(f"n must be at least 1 (got {n})")
+        return 1 if greedy else (n or self.generation.samples)
 
 
 @contextmanager

@@ -83,7 +83,7 @@ TrainRecords = Sequence[tuple[Problem, Solution] | Solution | TrainExample] | Pa
 @dataclass
 class TrainResult:
     model_dir: Path
-    """What `generate_solutions` / `load_model` take: the output directory."""
+    """What `Student.load` / `load_model` take: the output directory."""
     adapter_dir: Path | None
     """The LoRA adapter (None for full fine-tuning)."""
     base_model: str

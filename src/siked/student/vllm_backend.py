@@ -200,8 +200,11 @@ class VLLMBackend:
         greedy: bool,
         progress: ProgressFn | None = None,
         max_new_tokens: int | None = None,
+        seed: int | None = None,
     ) -> list[list[Completion]]:
-        cfg = self.cfg.model_copy(update={"max_new_tokens": max_new_tokens or self.cfg.max_new_tokens})
+        """`max_new_tokens` and `seed` override `cfg.max_new_tokens` and `cfg.seed` (each request's seed)."""
+        cfg = self.cfg.model_copy(update={"max_new_tokens": max_new_tokens or self.cfg.max_new_tokens,
+                                          "seed": self.cfg.seed if seed is None else seed})
         if cfg.data_parallel_size > 1:
             results = data_parallel(self.source, cfg, list(prompts), samples, greedy, self.stops)
         else:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from siked import __version__
 from siked.errors import SikedError, one_line
 from siked.io import write_json
+from siked.names import ModelName
 
 SCHEMA_VERSION = 1
 METRICS_FILE = "metrics.json"
@@ -395,7 +396,8 @@ def validation_curves(metrics: Metrics) -> dict[str, list[Checkpoint]]:
     for it in metrics.iterations:
         total += (it.train.steps or 0) if it.train else 0
         if VALIDATION in it.eval and total:
-            points.append(Checkpoint(step=total, validation=it.eval[VALIDATION].rate, model=f"iter{it.iteration}/model"))
+            points.append(Checkpoint(step=total, validation=it.eval[VALIDATION].rate,
+                                     model=ModelName(iteration=it.iteration).weights))
     curves = {run_label(metrics.run): points} if points else {}
     for method, baseline in metrics.baselines.items():
         if baseline.checkpoints:

@@ -85,7 +85,7 @@ def student_verdicts(artifacts: RunArtifacts) -> dict[ModelName, dict[VerdictKey
     """Per iteration that sampled: its samples' verdicts."""
     found = {}
     for name in artifacts.iterations():
-        if (artifacts.path / name / "sample_verdicts.jsonl").is_file():
+        if (artifacts.path / str(name) / "sample_verdicts.jsonl").is_file():
             solutions = artifacts.records(f"{name}/samples.jsonl", Solution)
             found[name] = verdict_index(solutions, artifacts.records(f"{name}/sample_verdicts.jsonl", Verdict))
     return found

@@ -169,7 +169,7 @@ def dataset_card(artifacts: RunArtifacts, rows: dict[str, int]) -> str:
         "Teacher solutions and per-iteration training mixes of a SIKeD run (self-guided iterative "
         "knowledge distillation for math reasoning), written by `siked export data`.\n",
         "## Teacher\n",
-        f"- backend: `{teacher.backend}`, model: `{stats.model or teacher.model}`",
+        f"- backend: `{teacher.backend}`, model: `{stats.model or teacher.model_name}`",
         f"- strategies: {', '.join(teacher.strategies)}; {teacher.samples} sample(s) per question and strategy "
         f"at temperature {teacher.temperature}, top-p {teacher.top_p}, up to {teacher.max_tokens} tokens",
     ]

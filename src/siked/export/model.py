@@ -152,7 +152,7 @@ def model_card(artifacts: RunArtifacts, name: str, entry: Iteration, kind: str, 
         f"iterations: {len(metrics.iterations)}, teacher share alpha per iteration: {alphas}",
         f"- training: LoRA r={config.train.lora_r}, alpha={config.train.lora_alpha}, init={config.train.init}, "
         f"learning rate {config.train.learning_rate}" if not config.train.full_finetune else "- training: all weights",
-        f"- teacher: `{config.teacher.backend}` `{stats.model or config.teacher.model}`; strategies "
+        f"- teacher: `{config.teacher.backend}` `{stats.model or config.teacher.model_name}`; strategies "
         f"{', '.join(config.teacher.strategies)}" + (f" ({stats.notice})" if stats.notice else ""),
         f"- data: `{config.data.train.name}:{config.data.train.split}` (limit {config.data.train.limit}), "
         f"{config.data.validation_fraction:.0%} held out for validation",

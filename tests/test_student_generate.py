@@ -20,6 +20,7 @@ from siked.student import (
 from siked.student.generate import build_prompt, cut_at_stop, stop_strings, to_solution
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TAUGHT = SikedConfig().teacher.strategies
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +61,7 @@ def test_forced_strategy_prefill_yields_that_strategy(backend: HFBackend, proble
 
 @pytest.mark.slow
 def test_chat_prompt_style_uses_the_chat_template(backend: HFBackend, problems: list[Problem]) -> None:
-    prompt = build_prompt(problems[0].question, "cot", "chat", backend.tokenizer)
+    prompt = build_prompt(problems[0].question, "cot", "chat", backend.tokenizer, strategies=TAUGHT)
     assert prompt.endswith("<|im_start|>assistant\n[cot]:")
     solutions = generate_solutions("embedded:smollm2", problems[:1], backend.cfg, mode="cot", greedy=True,
                                    prompt_style="chat", backend=backend, progress=False)
@@ -85,7 +86,7 @@ def test_sampling_is_reproducible_with_a_seed(backend: HFBackend, problems: list
 
 @pytest.mark.slow
 def test_batched_left_padded_greedy_matches_one_at_a_time(backend: HFBackend, problems: list[Problem]) -> None:
-    prompts = [build_prompt(p.question, FREE, "alpaca") for p in problems]
+    prompts = [build_prompt(p.question, FREE, "alpaca", strategies=TAUGHT) for p in problems]
     batched = backend.complete(prompts, samples=1, greedy=True)
     single = [backend.complete([p], samples=1, greedy=True)[0] for p in prompts]
     assert [b[0].text for b in batched] == [s[0].text for s in single]
@@ -111,7 +112,7 @@ def test_untagged_and_tagged_completions() -> None:
 
 
 def test_forced_prompt_ends_with_the_tag_but_not_its_space() -> None:
-    prompt = build_prompt("What is 2 + 3?", "l2m", "alpaca")
+    prompt = build_prompt("What is 2 + 3?", "l2m", "alpaca", strategies=TAUGHT)
     assert prompt.endswith("### Response:\n[l2m]:")
 
 
@@ -202,7 +203,7 @@ def test_greedy_evaluation_has_its_own_limit_and_verdicts_record_truncation(back
     greedy = run_generation("embedded:smollm2", offline, cfg, mode="cot", greedy=True, backend=backend, progress=False)
     assert sampled.generated_tokens == 2 * 3 and greedy.generated_tokens == 2 * 9  # a CoT runs past both limits
     assert all(s.truncated for s in sampled.solutions + greedy.solutions)
-    ended = backend.complete([build_prompt("What is 2 + 3?", FREE, "alpaca")], samples=1, greedy=True,
+    ended = backend.complete([build_prompt("What is 2 + 3?", FREE, "alpaca", strategies=TAUGHT)], samples=1, greedy=True,
                              max_new_tokens=64)[0][0]
     assert ended.truncated == (ended.num_tokens == 64)
     verdicts = grade_student_outputs(Grader(), {p.id: p for p in offline}, greedy.solutions)

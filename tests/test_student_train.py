@@ -74,6 +74,7 @@ def test_loss_falls_and_the_output_directory_is_complete(trained: TrainResult) -
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["kind"] == "lora" and manifest["base_model"] == "embedded:smollm2"
     assert manifest["prompt_style"] == "alpaca"
+    assert manifest["strategies"] == ["cot", "l2m", "pot"]  # the taught ones its prompt listed
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert trained.adapter_dir == out / "adapter"
     logged = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]

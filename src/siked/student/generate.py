@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from siked.config import GenerationConfig, SikedConfig
+from siked.config import GenerationConfig, SikedConfig, TeacherConfig
 from siked.metrics import NO_STRATEGY
 from siked.progress import make_progress
 from siked.records import Problem, Solution
@@ -213,13 +213,15 @@ def open_backend(
     return backend
 
 
-def build_prompt(question: str, mode: str, prompt_style: str, tokenizer: Any = None) -> str:
-    """The student prompt, followed by the forced strategy's tag unless `mode` is free.
+def build_prompt(question: str, mode: str, prompt_style: str, tokenizer: Any = None, *,
+                 strategies: Sequence[str]) -> str:
+    """The student prompt listing `strategies` (those it was taught), followed by the forced
+    strategy's tag unless `mode` is free.
 
     The tag's trailing space is left to the model: in training, the space belongs to the
     first word's token, so a prefilled lone space would be a token it never saw there.
     """
-    prompt = student_prompt(question, style=prompt_style, tokenizer=tokenizer)
+    prompt = student_prompt(question, style=prompt_style, tokenizer=tokenizer, strategies=strategies)
     return prompt if mode == FREE else prompt + forced_prefix(mode).rstrip()
 
 
@@ -246,10 +248,11 @@ class GenerationRun:
         return self.generated_tokens / self.seconds if self.seconds > 0 else 0.0
 
 
-def _sections(config: SikedConfig | GenerationConfig | None) -> tuple[GenerationConfig, str | None]:
+def _sections(config: SikedConfig | GenerationConfig | None) -> tuple[GenerationConfig, str | None, list[str]]:
+    """(decoding settings, prompt style or None, the strategies the prompt lists)."""
     if isinstance(config, SikedConfig):
-        return config.generation, config.student.prompt_style
-    return config or GenerationConfig(), None
+        return config.generation, config.student.prompt_style, config.teacher.strategies
+    return config or GenerationConfig(), None, TeacherConfig().strategies
 
 
 def run_generation(
@@ -270,7 +273,7 @@ def run_generation(
 
     Greedy decoding is evaluation: it runs to `eval_max_new_tokens`, sampling to `max_new_tokens`.
     """
-    cfg, config_style = _sections(config)
+    cfg, config_style, taught = _sections(config)
     if mode != FREE:
         get_strategy(mode)  # an unknown strategy fails before anything loads
     if not problems:
@@ -284,7 +287,8 @@ def run_generation(
         tokenizer = getattr(backend, "tokenizer", None)
         if style == "chat" and tokenizer is None:
             tokenizer = load_tokenizer(source)
-        prompts = [build_prompt(p.question, mode, style, tokenizer) for p in problems]
+        strategies = source.strategies or taught
+        prompts = [build_prompt(p.question, mode, style, tokenizer, strategies=strategies) for p in problems]
         start = time.perf_counter()
         label = f"sampling {mode}" + (" (greedy)" if greedy else f" x{samples}")
         with progress_bar(len(prompts), label, console, enabled=progress) as advance:
@@ -322,7 +326,8 @@ def generate_solutions(
 
     `model`: anything `locate_model` accepts, a `train_student` output directory included.
     `mode`: free, or a strategy name to force. `prompt_style` defaults to the one the model
-    was trained with, then `config.student.prompt_style`, then alpaca. Pass an open `backend`
+    was trained with, then `config.student.prompt_style`, then alpaca; the prompt lists the
+    strategies the model was trained on, else `config.teacher.strategies`. Pass an open `backend`
     to reuse a loaded model across calls. Untagged completions get strategy `NO_STRATEGY`.
     """
     return run_generation(

@@ -213,10 +213,10 @@ def test_prompt_completion_records_in_both_styles(model_cache: Path) -> None:
 
     tokenizer = load_tokenizer(locate_model("embedded:smollm2"))
     example = TrainExample("What is 2 + 3?", "pot", "answer = 2 + 3")
-    [alpaca] = sft_records([example], "alpaca", tokenizer)
+    [alpaca] = sft_records([example], "alpaca", tokenizer, ["cot", "l2m", "pot"])
     assert alpaca["prompt"].endswith("### Response:\n") and "What is 2 + 3?" in alpaca["prompt"]
     assert alpaca["completion"] == "[pot]: answer = 2 + 3"  # EOS is appended by TRL
-    [chat] = sft_records([example], "chat", tokenizer)
+    [chat] = sft_records([example], "chat", tokenizer, ["cot", "l2m", "pot"])
     assert chat["prompt"].endswith("<|im_start|>assistant\n")
     assert chat["completion"] == alpaca["completion"]
 

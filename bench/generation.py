@@ -50,13 +50,15 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
-from siked.config import GenerationConfig
+from siked.config import GenerationConfig, TeacherConfig
 from siked.records import Problem
 from siked.strategies import student_prompt
 from siked.student import HFBackend, Student, embedded_gguf, locate_model
 from siked.student.generate import stop_strings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TAUGHT = TeacherConfig().strategies
+"""The strategies the prompts list: a run's default `teacher.strategies`."""
 console = Console()
 
 
@@ -147,7 +149,7 @@ def bench_vllm(cfg: GenerationConfig, problems: list[Problem], samples: int, ada
             backend = VLLMBackend(source, cfg, stop_strings("alpaca"))
             console.print(f"{name}: engine loaded in {time.perf_counter() - start:.1f} s")
             try:
-                backend.complete([student_prompt("What is 1 + 1?")], samples=2, greedy=False)  # warm-up
+                backend.complete([student_prompt("What is 1 + 1?", strategies=TAUGHT)], samples=2, greedy=False)  # warm-up
                 # The engine core runs in its own process: this process's CPU time says nothing.
                 measures += [dataclasses.replace(m, cpu_seconds=None) for m in (
                     bench_backend(name, backend, problems, samples),
@@ -169,7 +171,7 @@ def bench_naive(backend: HFBackend, problems: list[Problem], samples: int) -> Me
     ends = {tokenizer.eos_token_id, tokenizer.pad_token_id}
     tokens, cpu, start = 0, own_cpu_seconds(), time.perf_counter()
     for problem in problems:
-        inputs = tokenizer(student_prompt(problem.question), return_tensors="pt").to(model.device)
+        inputs = tokenizer(student_prompt(problem.question, strategies=TAUGHT), return_tensors="pt").to(model.device)
         for _ in range(samples):
             with torch.inference_mode():
                 output = model.generate(**inputs, generation_config=config, tokenizer=tokenizer)
@@ -201,7 +203,7 @@ def bench_llama_cpp(problems: list[Problem], cfg: GenerationConfig, samples: int
     base = f"http://127.0.0.1:{port}/v1"
     body = {"max_tokens": cfg.max_new_tokens, "temperature": cfg.temperature, "top_p": cfg.top_p,
             "stop": stop_strings("alpaca")}
-    prompts = [student_prompt(p.question) for p in problems for _ in range(samples)]
+    prompts = [student_prompt(p.question, strategies=TAUGHT) for p in problems for _ in range(samples)]
     try:
         with httpx.Client(timeout=600) as client:
             wait_ready(client, base, server)
@@ -267,7 +269,7 @@ def main() -> None:
     backend = HFBackend.load(locate_model("embedded:smollm2"), cfg, stop_strings("alpaca"))
     console.print(f"model dtype {backend.model.dtype}, device {backend.model.device}, "
                   f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.2f}")
-    backend.complete([student_prompt("What is 1 + 1?")], samples=2, greedy=False)  # warm-up
+    backend.complete([student_prompt("What is 1 + 1?", strategies=TAUGHT)], samples=2, greedy=False)  # warm-up
 
     measures = [bench_backend("hf backend (batched)", backend, problems, args.samples),
                 bench_naive(backend, problems[: args.naive_questions], args.samples),

@@ -94,10 +94,10 @@ def make_problems(count: int) -> list[Problem]:
 
 
 def solve(url: str, problems: list[Problem], log_path: Path, concurrency: int, samples: int = 1) -> float:
-    config = TeacherConfig(
-        backend="openai", base_url=url, model="bench", samples=samples, concurrency=concurrency,
-        multi_sample="separate", backoff_base_s=0.01,
-    )
+    config = TeacherConfig(backend="openai", samples=samples, openai={
+        "base_url": url, "model": "bench", "concurrency": concurrency, "multi_sample": "separate",
+        "backoff_base_s": 0.01,
+    })
     context = SolveContext(strategies=["cot"], samples=samples, log_path=log_path, say=lambda _: None)
     started = time.perf_counter()
     OpenAITeacher(config).solve(problems, context)

@@ -3,8 +3,22 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 
 import pytest
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    # Workers share the cores: torch's threads of one worker would wait at every operation for
+    # threads another worker holds (far slower than the load explains). Children inherit it.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under `--dist loadgroup`, the tests of the shared tiny run go to one worker, which builds it once."""
+    for item in items:
+        if "tiny_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("tiny_run"))
 
 
 def smollm2_installed() -> bool:

@@ -84,9 +84,9 @@ CASES = {
         ("wrong config value", ["teach", "badvalue.yaml"], "invalid config (badvalue.yaml): teacher.samples: Input should be a valid integer"),
         ("config not YAML", ["teach", "badyaml.yaml"], "config file badyaml.yaml is not valid YAML: "),
         ("unknown config field", ["teach", "--set", "teacher.nosuch=1"], "teacher.nosuch: Extra inputs are not permitted"),
-        ("missing teacher file", ["teach", "--teacher", "file", "--set", "teacher.file=nope.jsonl", "--limit", "2",
+        ("missing teacher file", ["teach", "--teacher", "file", "--set", "teacher.file.path=nope.jsonl", "--limit", "2",
                                   "--out", "t_missing"], "nope.jsonl: no such file"),
-        ("malformed teacher file", ["teach", "--teacher", "file", "--set", "teacher.file=bad.jsonl", "--limit", "2",
+        ("malformed teacher file", ["teach", "--teacher", "file", "--set", "teacher.file.path=bad.jsonl", "--limit", "2",
                                     "--out", "t_malformed"], "bad.jsonl:1: not valid JSON"),
         ("missing data file", ["teach", "--data", "jsonl:train", "--data-file", "nope.jsonl"], "nope.jsonl: no such file"),
     ],
@@ -114,7 +114,7 @@ CASES = {
          "nope.jsonl: no such file"),
         ("malformed data file", ["run", "--set", "data.train.name=jsonl", "--set", "data.train.file=badrows.jsonl",
                                  "--out", "r3"], "badrows.jsonl:2: not valid JSON"),
-        ("missing teacher file", ["run", "--set", "teacher.backend=file", "--set", "teacher.file=nope.jsonl", "--out", "r4"],
+        ("missing teacher file", ["run", "--set", "teacher.backend=file", "--set", "teacher.file.path=nope.jsonl", "--out", "r4"],
          "nope.jsonl: no such file"),
     ],
     "eval": [
@@ -145,8 +145,8 @@ def test_bad_input_is_one_error_line_and_exit_2(work: Path, args: list[str], exp
 
 @pytest.mark.parametrize("command", ["teach", "run"])
 def test_an_unreachable_teacher_server_is_one_error_line(work: Path, command: str) -> None:
-    settings = ["--set", "teacher.backend=openai", "--set", f"teacher.base_url={SERVER}", "--set", "teacher.model=m",
-                "--set", "teacher.max_retries=0", "--out", f"unreachable_{command}"]
+    settings = ["--set", "teacher.backend=openai", "--set", f"teacher.openai.base_url={SERVER}", "--set", "teacher.openai.model=m",
+                "--set", "teacher.openai.max_retries=0", "--out", f"unreachable_{command}"]
     if command == "teach":
         settings += ["--limit", "1"]
     line = error_line(siked(work, command, *settings), details=True)  # the failed requests follow it

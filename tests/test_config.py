@@ -116,6 +116,56 @@ def test_the_old_sampling_and_granularity_keys_are_refused_naming_mixing_line(ov
     assert "(got {" not in message  # one line naming the fields, not the whole section
 
 
+@pytest.mark.parametrize(("overrides", "moved"), [
+    (["teacher.base_url=http://host/v1"], "teacher.base_url is now teacher.openai.base_url"),
+    (["teacher.backend=openai", "teacher.model=m"], "teacher.model is now teacher.openai.model"),
+    (["teacher.backend=vllm", "teacher.endpoint=completions"], "teacher.endpoint is now teacher.local.endpoint"),
+    (["teacher.model=m"], "teacher.model is now teacher.openai.model or teacher.local.model"),
+    (["teacher.batch_size=8"], "teacher.batch_size is now teacher.local.batch_size"),
+    (["teacher.file=solutions.jsonl"], "teacher.file is now teacher.file.path"),
+    (["teacher.file_fields={solution: text}"], "teacher.file_fields is now teacher.file.fields"),
+])
+def test_the_teachers_old_flat_keys_are_refused_naming_their_section(overrides, moved):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    message = str(info.value)
+    assert moved in message and "\n" not in message and "(got {" not in message
+
+
+def test_a_config_file_with_several_flat_teacher_keys_names_each_new_key(tmp_path: Path):
+    path = tmp_path / "old.yaml"
+    path.write_text("teacher:\n  backend: openai\n  base_url: http://host/v1\n  concurrency: 64\n")
+    with pytest.raises(ConfigError, match="teacher.base_url is now teacher.openai.base_url, "
+                                          "teacher.concurrency is now teacher.openai.concurrency"):
+        load_config(path)
+
+
+def test_each_backends_settings_load_from_its_own_section(tmp_path: Path):
+    path = tmp_path / "c.yaml"
+    path.write_text("teacher:\n  backend: vllm\n  samples: 4\n"
+                    "  local: {model: some/model, batch_size: 8, tensor_parallel_size: 2}\n"
+                    "  file: {path: solutions.jsonl, fields: {solution: text}}\n")
+    config = load_config(path, ["teacher.openai.concurrency=3"])
+    teacher = config.teacher
+    assert (teacher.local.model, teacher.local.batch_size, teacher.local.tensor_parallel_size) == ("some/model", 8, 2)
+    assert teacher.file.path == Path("solutions.jsonl") and teacher.file.fields == {"solution": "text"}
+    assert teacher.openai.concurrency == 3 and teacher.samples == 4 and teacher.model_name == "some/model"
+    with pytest.raises(ConfigError, match="teacher.options is for registered backends, not 'vllm': its settings are teacher.local"):
+        load_config(path, ["teacher.options={model: m}"])
+
+
+def test_a_run_directorys_config_from_before_the_teacher_sections_is_read_into_them(tmp_path: Path):
+    path = tmp_path / "config.yaml"
+    path.write_text("teacher:\n  backend: openai\n  base_url: http://host/v1\n  model: m\n  endpoint: completions\n"
+                    "  concurrency: 64\n  samples: 2\n  file: null\n  file_fields: {}\n")
+    with pytest.raises(ConfigError, match="teacher.base_url is now teacher.openai.base_url"):
+        load_config(path)
+    teacher = load_config(path, recorded=True).teacher
+    assert (teacher.openai.base_url, teacher.openai.model, teacher.openai.endpoint) == ("http://host/v1", "m", "completions")
+    assert teacher.openai.concurrency == 64 and teacher.samples == 2 and teacher.local.endpoint == "chat"
+    assert teacher.file.path is None
+
+
 def test_priority_belongs_to_the_biased_line_and_names_taught_strategies():
     config = load_config(None, ["mixing.line=biased", "mixing.priority=[l2m, pot, cot]"])
     assert config.mixing.priority == ["l2m", "pot", "cot"] and config.mixing.sampling == "free"
@@ -147,6 +197,8 @@ def test_paper_preset_follows_the_authors_settings():
     assert config.train.init == "previous"
     assert config.mixing.line == "unbiased" and config.data.validation_fraction == 0.1
     assert config.loop.budget == "own_epochs"
+    assert config.teacher.backend == "openai" and config.teacher.openai.base_url.startswith("http://127.0.0.1")
+    assert config.teacher.openai.model == "meta-llama/Llama-3.3-70B-Instruct" and config.teacher.openai.concurrency == 64
 
 
 def test_another_training_dataset_drops_the_embedded_defaults_templates() -> None:

@@ -111,7 +111,8 @@ def greedy_answers(model, tokenizer, run_dir: Path, problems: list[Problem]) -> 
     config = load_config(run_dir / "config.yaml")
     style = config.student.prompt_style
     backend = HFBackend(model, tokenizer, config.generation, stop_strings(style))
-    student = Student(StudentSource(spec="export", base="export"), backend, config.generation, style, progress=False)
+    student = Student(StudentSource(spec="export", base="export"), backend, config.generation, style,
+                      strategies=config.teacher.strategies, progress=False)
     solutions = student.generate(problems, greedy=True).solutions
     return [(s.strategy, s.solution) for s in solutions]
 

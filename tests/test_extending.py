@@ -42,9 +42,11 @@ def test_the_worked_examples_register_a_strategy_a_dataset_and_a_teacher(tmp_pat
         problems = load_problems("quiz", "test", data_file=quiz)
         assert [(p.id, p.answer) for p in problems] == [("quiz/test/0", 5.0), ("quiz/test/1", 2.5)]
 
-        config = SikedConfig(teacher={"backend": "gold", "strategies": ["pot", "eq"]}, sandbox={"workers": 1})
+        config = SikedConfig(teacher={"backend": "gold", "strategies": ["pot", "eq"], "options": {"name": "total"}},
+                             sandbox={"workers": 1})
         result = teach(config, problems, tmp_path / "teacher", progress=False)
         assert len(result.kept) == 4 and result.stats["oracle_coverage"] == 1.0
+        assert [s.solution for s in result.kept if s.strategy == "eq"][0].startswith("total = 5.")  # its option
     finally:
         for registry, name in [(STRATEGIES, "eq"), (DATASETS, "quiz"), (TEACHER_BACKENDS, "gold")]:
             if name in registry:

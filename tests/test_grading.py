@@ -306,6 +306,12 @@ def test_time_limit_interrupts_a_busy_loop():
     assert time.monotonic() - started < 5
 
 
+def test_time_limit_counts_cpu_time_so_a_busy_machine_does_not_time_out_a_verdict():
+    """Waiting for a core (here: sleeping) spends wall time, not CPU time: no timeout."""
+    with time_limit(0.2):
+        time.sleep(0.5)
+
+
 def test_math_verify_fallback_works_off_the_main_thread():
     results = []
     worker = threading.Thread(

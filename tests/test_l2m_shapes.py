@@ -78,7 +78,7 @@ def test_teach_stores_l2m_in_one_canonical_form(tmp_path):
         problems.append(_problem(name, case["gold"]))
     path = tmp_path / "solutions.jsonl"
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    config = SikedConfig(teacher={"backend": "file", "file": str(path), "strategies": ["l2m"]})
+    config = SikedConfig(teacher={"backend": "file", "file": {"path": str(path)}, "strategies": ["l2m"]})
     result = teach(config, problems, tmp_path / "out", progress=False)
 
     assert len(result.kept) == len(rows)

@@ -211,3 +211,26 @@ def test_metrics_are_built_from_the_typed_stage_records_of_a_manifest(tmp_path: 
     assert metrics.routing == {} and "routing" not in metrics.dump()
     write_metrics(tmp_path / "metrics.json", metrics)
     assert load_metrics(tmp_path) == metrics
+
+
+def test_stage_records_and_metrics_blocks_stay_apart() -> None:
+    """A `StageInfo` (the manifest's record of one stage, e.g. `TrainInfo`) is never a block of
+    metrics.json, whose training block is `TrainStats` (the mix and the training joined)."""
+    import typing
+
+    from siked import metrics
+
+    stage_records = {cls for cls in vars(metrics).values() if isinstance(cls, type) and issubclass(cls, metrics.StageInfo)}
+    assert all(cls.__name__.endswith("Info") for cls in stage_records)
+
+    def nested(model: type, seen: set[type]) -> set[type]:
+        for field in model.model_fields.values():
+            for kind in [field.annotation, *typing.get_args(field.annotation)]:
+                for inner in [kind, *typing.get_args(kind)]:
+                    if isinstance(inner, type) and issubclass(inner, metrics.Record) and inner not in seen:
+                        seen.add(inner)
+                        nested(inner, seen)
+        return seen
+
+    blocks = nested(Metrics, set())
+    assert TrainStats in blocks and not blocks & stage_records

@@ -84,7 +84,7 @@ def test_a_run_from_before_trainer_kwargs_resumes(tmp_path):
 def test_operational_settings_may_change_on_resume_and_are_recorded(tmp_path: Path):
     RunDir.open(config_for(tmp_path / "run", "generation.batch_size=64"))
     smaller = ("generation.batch_size=8", "sandbox.workers=1", "generation.gpu_memory_utilization=0.5",
-               "teacher.concurrency=2", "teacher.request_timeout_s=30", "generation.device=cpu")
+               "teacher.openai.concurrency=2", "teacher.openai.request_timeout_s=30", "generation.device=cpu")
     resumed = RunDir.open(config_for(tmp_path / "run", *smaller))
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["resumed"] == 1 == resumed.manifest["resumed"]
@@ -93,7 +93,7 @@ def test_operational_settings_may_change_on_resume_and_are_recorded(tmp_path: Pa
     assert second["operational"]["generation.batch_size"] == 8
     assert second["operational"]["sandbox.workers"] == 1
     assert second["operational"]["generation.gpu_memory_utilization"] == 0.5
-    assert second["operational"]["teacher.concurrency"] == 2
+    assert second["operational"]["teacher.openai.concurrency"] == 2
     assert "batch_size" not in manifest["config"]["generation"]
     # A results-changing field in the same section is still refused.
     with pytest.raises(RunDirError, match=r"generation.temperature: run has 0.7, now 0.2"):
@@ -111,12 +111,28 @@ def test_a_manifest_from_before_the_split_resumes_with_other_operational_setting
     assert resumed.manifest["invocations"][-1]["operational"]["generation.batch_size"] == 4
 
 
+def test_a_manifest_from_before_the_teacher_sections_resumes_with_todays_layout(tmp_path: Path):
+    served = ("teacher.backend=openai", "teacher.openai.base_url=http://host/v1", "teacher.openai.model=m")
+    RunDir.open(config_for(tmp_path / "run", *served))
+    path = tmp_path / "run" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    teacher = manifest["config"]["teacher"]
+    server = teacher.pop("openai")
+    del teacher["local"], teacher["file"], teacher["options"]
+    teacher.update(base_url=server["base_url"], model=server["model"], endpoint=server["endpoint"],
+                   multi_sample=server["multi_sample"], file=None, file_fields={})  # as an older siked wrote it
+    path.write_text(json.dumps(manifest))
+    assert RunDir.open(config_for(tmp_path / "run", *served)).manifest["resumed"] == 1
+    with pytest.raises(RunDirError, match=r"teacher.openai.model: run has 'm', now 'other'"):
+        RunDir.open(config_for(tmp_path / "run", *served, "teacher.openai.model=other"))
+
+
 def test_input_files_are_rechecked_on_resume(tmp_path: Path):
     data = tmp_path / "train.jsonl"
     data.write_text('{"question": "1+1?", "answer": 2}\n')
     teacher = tmp_path / "teacher.jsonl"
     teacher.write_text('{"problem_id": "a", "strategy": "cot", "solution": "2"}\n')
-    overrides = (f"data.train.file={data}", f"teacher.file={teacher}")
+    overrides = (f"data.train.file={data}", f"teacher.file.path={teacher}")
     RunDir.open(config_for(tmp_path / "run", *overrides))
     RunDir.open(config_for(tmp_path / "run", *overrides))  # unchanged: resumes
     data.write_text('{"question": "1+1?", "answer": 3}\n')

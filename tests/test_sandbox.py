@@ -386,7 +386,8 @@ def test_huge_output_is_capped(hostile_pool):
     ids=["default-limit", "raised-limit", "deep-parser"],
 )
 def test_deep_recursion_is_an_error(hostile_pool, code):
-    result = run_hostile(hostile_pool, code)
+    # a million frames take seconds to fill the memory limit, more on a core shared with a test worker
+    result = run_hostile(hostile_pool, code, timeout_s=30)
     assert result.status == "error" and result.answer is None
 
 

@@ -195,7 +195,7 @@ def test_a_training_checkpoint_resumes_on_another_port_but_not_on_other_processe
 
     def fingerprint(**launcher: object) -> dict:
         cfg = TrainConfig(launcher=LauncherConfig(**launcher))
-        return train_fingerprint(examples, "embedded:smollm2", None, cfg, "alpaca")
+        return train_fingerprint(examples, "embedded:smollm2", None, cfg, "alpaca", ["cot", "l2m", "pot"])
 
     assert fingerprint(main_process_port=29501) == fingerprint(main_process_port=29777) == fingerprint()
     assert fingerprint(num_processes=2) != fingerprint()

@@ -123,11 +123,11 @@ def test_student_format_round_trip():
 
 
 def test_student_prompt_styles():
-    prompt = student_prompt("What is 2 + 3?")
+    prompt = student_prompt("What is 2 + 3?", strategies=["cot", "l2m", "pot"])
     assert "### Instruction:" in prompt and prompt.endswith("### Response:\n")
     assert "[cot]" in prompt and "[l2m]" in prompt and "[pot]" in prompt
     with pytest.raises(ValueError, match="chat template"):
-        student_prompt("q", style="chat")
+        student_prompt("q", style="chat", strategies=["cot"])
 
     class FakeChatTokenizer:
         chat_template = "{{ messages }}"
@@ -136,7 +136,7 @@ def test_student_prompt_styles():
             assert not tokenize and add_generation_prompt
             return "<user>" + messages[0]["content"] + "<assistant>"
 
-    chat = student_prompt("What is 2 + 3?", style="chat", tokenizer=FakeChatTokenizer())
+    chat = student_prompt("What is 2 + 3?", style="chat", tokenizer=FakeChatTokenizer(), strategies=["cot"])
     assert chat.startswith("<user>Solve") and chat.endswith("What is 2 + 3?<assistant>")
 
 
@@ -155,9 +155,64 @@ def test_a_fourth_strategy_joins_without_touching_the_others():
     register(TreeOfThought())
     try:
         assert get_strategy("tot").tag == "[tot]"
-        assert "[tot] for tree of thought" in student_prompt("q")
+        assert "[tot] for tree of thought" in student_prompt("q", strategies=["cot", "tot"])
         assert parse_tagged("[tot]: go") == ("tot", "go")
         with pytest.raises(ValueError, match="already registered"):
             register(TreeOfThought())
+    finally:
+        _REGISTRY.pop("tot")
+
+
+def test_the_students_prompt_lists_the_taught_strategies_not_every_registered_one(monkeypatch):
+    from siked.config import SikedConfig
+    from siked.records import Problem
+    from siked.student.backend import Completion
+    from siked.student.generate import Student
+    from siked.student.models import StudentSource
+    from siked.student.train import TrainExample, sft_records
+
+    class TreeOfThought(Strategy):
+        name, title, instruction = "tot", "Tree of thought", "Explore branches."
+
+        def exemplar_solution(self, exemplar):
+            return exemplar.cot
+
+        def invalid_reason(self, text):
+            return None
+
+    class Recording:
+        """A generation backend that keeps the prompts it is given."""
+
+        tokenizer, prompts = None, []
+
+        def complete(self, prompts, *, samples, greedy, progress=None, max_new_tokens=None, seed=None):
+            self.prompts += prompts
+            return [[Completion("[pot]: answer = 5", 4)] for _ in prompts]
+
+        def close(self):
+            pass
+
+    def listed(prompt):
+        return [name for name in ("cot", "l2m", "pot", "tot") if f"[{name}] for" in prompt]
+
+    register(TreeOfThought())  # registered, e.g. by a plugin, but not taught in this run
+    try:
+        config = SikedConfig(teacher={"strategies": ["pot", "cot"]})
+        [trained] = sft_records([TrainExample("What is 2 + 3?", "pot", "answer = 5")], "alpaca", None,
+                                config.teacher.strategies)
+        assert listed(trained["prompt"]) == ["cot", "pot"]
+        assert trained["prompt"].index("[pot] for") < trained["prompt"].index("[cot] for")  # in their order
+        problems = [Problem(id="q", question="What is 2 + 3?", answer=5.0, answer_text="5", source="toy", split="test")]
+        untrained, backend = StudentSource(spec="m", base="m"), Recording()
+        monkeypatch.setattr("siked.student.generate.open_backend", lambda source, cfg, style: backend)
+
+        def generate(source: StudentSource) -> None:
+            Student.load(source, config, progress=False).generate(problems, greedy=True)
+
+        generate(untrained)
+        assert backend.prompts == [trained["prompt"]]  # sampled on the prompt it is trained on
+        taught_before = StudentSource(spec="m", base="m", manifest={"prompt_style": "alpaca", "strategies": ["cot"]})
+        generate(taught_before)
+        assert listed(backend.prompts[-1]) == ["cot"]  # a trained model: what its own training listed
     finally:
         _REGISTRY.pop("tot")

@@ -15,6 +15,7 @@ from siked.student import Student
 from siked.student.generate import build_prompt, cut_at_stop, stop_strings, to_solution
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+TAUGHT = SikedConfig().teacher.strategies
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ def student(model_cache: Path):
 def same_model(student: Student, *, prompt_style: str = "alpaca", **generation: object) -> Student:
     """The loaded model, prompted or limited otherwise (the backend is shared, not reloaded)."""
     return Student(student.source, student.backend, student.generation.model_copy(update=generation),
-                   prompt_style, progress=False)
+                   prompt_style, strategies=student.strategies, progress=False)
 
 
 @pytest.mark.slow
@@ -75,7 +76,7 @@ def test_free_choice_writes_n_solutions_each_and_greedy_one(student: Student, pr
 @pytest.mark.slow
 def test_chat_prompt_style_uses_the_chat_template(student: Student, problems: list[Problem]) -> None:
     chat = same_model(student, prompt_style="chat")
-    prompt = build_prompt(problems[0].question, "cot", "chat", chat.tokenizer)
+    prompt = build_prompt(problems[0].question, "cot", "chat", chat.tokenizer, strategies=TAUGHT)
     assert prompt.endswith("<|im_start|>assistant\n[cot]:")
     solutions = chat.generate(problems[:1], mode="cot", greedy=True).solutions
     assert [s.strategy for s in solutions] == ["cot"]
@@ -99,7 +100,7 @@ def test_sampling_is_reproducible_with_a_seed(student: Student, problems: list[P
 @pytest.mark.slow
 def test_batched_left_padded_greedy_matches_one_at_a_time(student: Student, problems: list[Problem]) -> None:
     backend = student.backend
-    prompts = [build_prompt(p.question, FREE, "alpaca") for p in problems]
+    prompts = [build_prompt(p.question, FREE, "alpaca", strategies=TAUGHT) for p in problems]
     batched = backend.complete(prompts, samples=1, greedy=True)
     single = [backend.complete([p], samples=1, greedy=True)[0] for p in prompts]
     assert [b[0].text for b in batched] == [s[0].text for s in single]
@@ -125,7 +126,7 @@ def test_untagged_and_tagged_completions() -> None:
 
 
 def test_forced_prompt_ends_with_the_tag_but_not_its_space() -> None:
-    prompt = build_prompt("What is 2 + 3?", "l2m", "alpaca")
+    prompt = build_prompt("What is 2 + 3?", "l2m", "alpaca", strategies=TAUGHT)
     assert prompt.endswith("### Response:\n[l2m]:")
 
 
@@ -222,7 +223,7 @@ def test_greedy_evaluation_has_its_own_limit_and_verdicts_record_truncation(stud
     assert sampled.generated_tokens == 2 * 3 and greedy.generated_tokens == 2 * 9  # a CoT runs past both limits
     assert all(s.truncated for s in sampled.solutions + greedy.solutions)
     assert limited.generate(offline, mode="cot", greedy=True, max_new_tokens=4).generated_tokens == 2 * 4
-    ended = student.backend.complete([build_prompt("What is 2 + 3?", FREE, "alpaca")], samples=1, greedy=True,
+    ended = student.backend.complete([build_prompt("What is 2 + 3?", FREE, "alpaca", strategies=TAUGHT)], samples=1, greedy=True,
                                      max_new_tokens=64)[0][0]
     assert ended.truncated == (ended.num_tokens == 64)
     verdicts = grade_student_outputs(Grader(), {p.id: p for p in offline}, greedy.solutions)

@@ -74,6 +74,7 @@ def test_loss_falls_and_the_output_directory_is_complete(trained: TrainResult) -
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["kind"] == "lora" and manifest["base_model"] == "embedded:smollm2"
     assert manifest["prompt_style"] == "alpaca"
+    assert manifest["strategies"] == ["cot", "l2m", "pot"]  # the taught ones its prompt listed
     assert (out / "adapter" / "adapter_config.json").is_file()
     assert trained.adapter_dir == out / "adapter"
     logged = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
@@ -213,10 +214,10 @@ def test_prompt_completion_records_in_both_styles(model_cache: Path) -> None:
 
     tokenizer = load_tokenizer(locate_model("embedded:smollm2"))
     example = TrainExample("What is 2 + 3?", "pot", "answer = 2 + 3")
-    [alpaca] = sft_records([example], "alpaca", tokenizer)
+    [alpaca] = sft_records([example], "alpaca", tokenizer, ["cot", "l2m", "pot"])
     assert alpaca["prompt"].endswith("### Response:\n") and "What is 2 + 3?" in alpaca["prompt"]
     assert alpaca["completion"] == "[pot]: answer = 2 + 3"  # EOS is appended by TRL
-    [chat] = sft_records([example], "chat", tokenizer)
+    [chat] = sft_records([example], "chat", tokenizer, ["cot", "l2m", "pot"])
     assert chat["prompt"].endswith("<|im_start|>assistant\n")
     assert chat["completion"] == alpaca["completion"]
 

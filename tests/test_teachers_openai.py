@@ -48,12 +48,14 @@ def fault_plan(seed: int = 0, share: float = 0.6):
 
 
 def teacher_config(url: str, **overrides) -> TeacherConfig:
+    """An openai teacher's config; each override goes to `teacher` or, when it is the server's, `teacher.openai`."""
     settings = dict(
-        backend="openai", base_url=url, model="fake-model", samples=3, concurrency=8,
+        base_url=url, model="fake-model", samples=3, concurrency=8,
         backoff_base_s=0.01, backoff_max_s=0.05, request_timeout_s=0.5, max_retries=6,
     )
     settings.update(overrides)
-    return TeacherConfig(**settings)
+    shared = {key: settings.pop(key) for key in list(settings) if key in TeacherConfig.model_fields}
+    return TeacherConfig(backend="openai", **shared, openai=settings)
 
 
 def solve(config: TeacherConfig, problems: list[Problem], log_path: Path, strategies=("cot", "pot")):
@@ -324,8 +326,8 @@ KILL_SCRIPT = textwrap.dedent(
                 answer=float(4 * i + 3), answer_text=str(4 * i + 3), source="toy", split="train")
         for i in range(count)
     ]
-    config = TeacherConfig(backend="openai", base_url=url, model="fake-model", samples=2, concurrency=4,
-                           multi_sample="separate", backoff_base_s=0.01)
+    config = TeacherConfig(backend="openai", samples=2, openai=dict(
+        base_url=url, model="fake-model", concurrency=4, multi_sample="separate", backoff_base_s=0.01))
     context = SolveContext(strategies=["cot", "pot"], samples=2, log_path=log_path, say=print)
     solutions = OpenAITeacher(config).solve(problems, context)
     print("solutions", len(solutions), "requests", context.ledger.total().requests)

@@ -45,7 +45,7 @@ def _batches(grouped: bool, model, tokenizer, examples, tmp_path: Path, padding_
     config.train = config.train.model_copy(
         update={"group_by_length": grouped, "padding_free": padding_free, "bf16": False, "max_length": 320})
     args = sft_config(tmp_path / str(grouped), config.train)
-    dataset = Dataset.from_list(sft_records(examples, config.student.prompt_style, tokenizer))
+    dataset = Dataset.from_list(sft_records(examples, config.student.prompt_style, tokenizer, config.teacher.strategies))
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     if padding_free:  # as train_student does
         trainer.train_dataset = truncated(trainer.train_dataset, config.train.max_length)

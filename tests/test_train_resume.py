@@ -103,3 +103,16 @@ def test_a_previous_iteration_that_is_not_a_directory_is_refused(tmp_path: Path)
 
     with pytest.raises(ModelError, match=r"previous iteration .*nope is not a directory"):
         train_student(DATA_A, small_config(), tmp_path / "out", previous=tmp_path / "nope", progress=False)
+
+
+def test_checkpoints_from_before_the_prompt_listed_the_taught_strategies_resume_when_it_lists_the_same(
+    tmp_path: Path,
+) -> None:
+    from siked.student.train import check_resumable
+
+    (tmp_path / "checkpoints").mkdir()
+    fingerprint = {"examples": 2, "prompt_style": "alpaca", "strategies": ["cot", "l2m", "pot"]}
+    (tmp_path / FINGERPRINT).write_text(json.dumps({"examples": 2, "prompt_style": "alpaca"}))
+    check_resumable(tmp_path, fingerprint)  # that prompt listed every registered strategy: these three
+    with pytest.raises(RunDirError, match=r"strategies: was \['cot', 'l2m', 'pot'\], now \['cot', 'pot'\]"):
+        check_resumable(tmp_path, {**fingerprint, "strategies": ["cot", "pot"]})

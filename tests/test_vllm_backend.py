@@ -28,6 +28,7 @@ pytestmark = [
     ),
 ]
 
+TAUGHT = SikedConfig().teacher.strategies
 QUESTIONS = [
     "Tom has 3 apples and buys 4 more. How many apples does he have?",
     "A box holds 12 pens. How many pens are in 5 boxes?",
@@ -46,7 +47,7 @@ def config(**changes: object) -> GenerationConfig:
 
 
 def prompts(mode: str = "free") -> list[str]:
-    return [build_prompt(q, mode, "alpaca") for q in QUESTIONS]
+    return [build_prompt(q, mode, "alpaca", strategies=TAUGHT) for q in QUESTIONS]
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_greedy_decoding_equals_hf_generate(base: StudentSource, base_engine: VL
 
 
 def test_free_and_forced_modes_go_through_the_engine(base: StudentSource, base_engine: VLLMBackend) -> None:
-    student = Student(base, base_engine, config(), "alpaca", progress=False)
+    student = Student(base, base_engine, config(), "alpaca", strategies=["cot", "l2m", "pot"], progress=False)
     forced = student.generate(PROBLEMS, mode="pot", greedy=True).solutions
     assert [s.strategy for s in forced] == ["pot"] * 4  # the prefilled tag is part of every solution
     free = student.generate(PROBLEMS, greedy=True).solutions
@@ -112,7 +113,7 @@ def test_n_samples_per_prompt_are_seeded(base: StudentSource, base_engine: VLLMB
 def test_seeded_samples_of_more_prompts_than_one_step_prefills(base: StudentSource, base_engine: VLLMBackend) -> None:
     """Regression: a batch whose prompts outgrow one step's token budget was prefilled in chunks, and the
     CPU engine died rewinding the seeded requests' generators (siked's embedded run: 33 questions x 2)."""
-    many = [build_prompt(f"{q} Then add {i} more.", "free", "alpaca") for i in range(24) for q in QUESTIONS]
+    many = [build_prompt(f"{q} Then add {i} more.", "free", "alpaca", strategies=TAUGHT) for i in range(24) for q in QUESTIONS]
     outputs = run_engine(base_engine.llm, base, config(max_new_tokens=4), many, 2, False, base_engine.stops)
     assert [len(o) for o in outputs] == [2] * len(many)
     assert all(c.num_tokens > 0 for o in outputs for c in o)

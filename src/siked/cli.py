@@ -14,6 +14,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from siked.config import DatasetSpec, SikedConfig, dump_config, load_config
+from siked.config_teacher import BACKEND_SECTIONS
 from siked.data import load_problems, load_spec, parse_data_spec
 from siked.envcheck import check_torch_companions
 from siked.errors import SikedError
@@ -265,7 +266,7 @@ def teach(
 
 
     cfg = config_from(config, overrides)
-    flags = {"backend": teacher, "base_url": base_url, "model": model, "samples": samples}
+    flags = {"backend": teacher, "samples": samples}
     if strategies is not None:
         flags["strategies"] = [name.strip() for name in strategies.split(",") if name.strip()]
     try:
@@ -274,6 +275,10 @@ def teach(
                 setattr(cfg.teacher, field, value)
     except ValidationError as exc:
         fail(f"invalid teacher option: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+    if base_url is not None:
+        cfg.teacher.openai.base_url = base_url
+    if model is not None:
+        set_teacher_model(cfg, model)
     spec_update: dict = {}
     if data_spec is not None:
         name, split = parse_data_spec(data_spec)
@@ -285,6 +290,18 @@ def teach(
     problems = load_spec(cfg.data.train.model_copy(update=spec_update))
     result = run_teach(cfg, problems, out or cfg.out / "teacher", console=console)
     typer.echo(result.files["teacher"])
+
+
+def set_teacher_model(cfg: SikedConfig, model: str) -> None:
+    """`siked teach --model`: the model of the backend's own settings (a registered one's `options`)."""
+    teacher = cfg.teacher
+    section = BACKEND_SECTIONS.get(teacher.backend, "options")
+    if section in ("openai", "local"):
+        getattr(teacher, section).model = model
+    elif section == "options":
+        teacher.options = {**teacher.options, "model": model}
+    else:
+        fail(f"--model: the {teacher.backend} teacher runs no model")
 
 
 @app.command()
@@ -343,7 +360,7 @@ def evaluate(
         fail("give at least one --data NAME:SPLIT to evaluate a model")
     model = run_model(target) if is_run else target
     run_config = target / RUN_CONFIG if is_run and (target / RUN_CONFIG).is_file() else None
-    cfg = config_from(config or run_config, overrides)
+    cfg = load_config(config or run_config, overrides or [], recorded=config is None and run_config is not None)
     asked = [DatasetSpec(name=name, split=split, file=files[i] if i < len(files) else None, limit=limit)
              for i, (name, split) in enumerate(parse_data_spec(spec) for spec in data_specs or [])]
     if is_run and not asked:

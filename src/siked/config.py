@@ -23,23 +23,19 @@ from siked.config_student import LauncherConfig as LauncherConfig
 from siked.config_student import Section as Section
 from siked.config_student import StudentConfig as StudentConfig
 from siked.config_student import TrainConfig as TrainConfig
+from siked.config_student import check_names as check_names
+from siked.config_student import refuse_old_key as refuse_old_key
+from siked.config_teacher import FileTeacherConfig as FileTeacherConfig
+from siked.config_teacher import LocalTeacherConfig as LocalTeacherConfig
+from siked.config_teacher import OpenAITeacherConfig as OpenAITeacherConfig
+from siked.config_teacher import TeacherConfig as TeacherConfig
+from siked.config_teacher import nest_flat_teacher
 from siked.data import DATASETS, gsm_symbolic
 from siked.data.common import DataError
 from siked.errors import SikedError
 from siked.plugins import load_plugins
-from siked.registry import TEACHER_BACKENDS, Registry
 from siked.strategies import FREE
 from siked.strategies.registry import STRATEGIES
-
-
-def check_names(names: list[str], registry: Registry[Any], also: tuple[str, ...] = (), kind: str = "") -> list[str]:
-    """`names` if each is in `registry` (or among `also`), else a ValueError naming the known ones."""
-    known = [*also, *registry]
-    unknown = [name for name in names if name not in known]
-    if unknown:
-        raise ValueError(f"unknown {kind or registry.kind} {unknown[0]!r} (known: {', '.join(known)})")
-    return names
-
 
 CHECKED_BY_PARENT = {"checked_by_parent": True}
 """Validation context of a config the `siked run` process already validated (a stage child's): checks
@@ -134,89 +130,6 @@ class GradingConfig(Section):
     """Fall back to math-verify for symbolic answers (run under a time limit)."""
     math_verify_timeout_s: float = Field(default=2.0, gt=0)
     """Time limit of one math-verify comparison."""
-
-
-class TeacherConfig(Section):
-    """The teacher: which backend writes solutions in which strategies, and how many."""
-
-    backend: str = "reference"
-    """openai: an OpenAI-compatible server; vllm: the offline vLLM engine (GPU, extra `siked[vllm]`);
-    hf: a local transformers model; file: pre-generated solutions; reference: the dataset's own
-    worked solutions turned into every strategy (no LLM); or a backend registered in
-    `siked.registry.TEACHER_BACKENDS`."""
-
-    @field_validator("backend")
-    @classmethod
-    def _registered(cls, backend: str) -> str:
-        return check_names([backend], TEACHER_BACKENDS)[0]
-
-    base_url: str | None = None
-    """OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1."""
-    model: str | None = None
-    """Model name (openai: as served, None = the first one the server lists; vllm/hf: hub id or
-    local path, hf also a .gguf file)."""
-    api_key_env: str = "OPENAI_API_KEY"
-    """Name of the environment variable holding the API key (the key itself is never stored)."""
-    endpoint: Literal["chat", "completions"] = "chat"
-    """chat: few-shot turns through the chat template; completions: one plain few-shot prompt."""
-    strategies: list[str] = ["cot", "l2m", "pot"]
-    """Strategies the teacher writes (and the student learns): cot, l2m, pot, or registered ones."""
-
-    @field_validator("strategies")
-    @classmethod
-    def _known_strategies(cls, strategies: list[str]) -> list[str]:
-        return check_names(strategies, STRATEGIES)
-
-    samples: int = Field(default=10, ge=1)
-    """K samples per question and strategy (the paper: 10)."""
-    keep_per_strategy: int = Field(default=1, ge=1)
-    """What the teacher stage keeps: at most N correct solutions per question and strategy in
-    teacher.jsonl (the paper: 1). `mixing.max_per_strategy` is what each training mix takes from it."""
-    temperature: float = Field(default=0.7, ge=0)
-    """Sampling temperature of the teacher."""
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    """Nucleus-sampling mass of the teacher (1: off)."""
-    max_tokens: int = Field(default=512, ge=1)
-    """Token limit of each teacher completion."""
-    concurrency: int = Field(default=16, ge=1)
-    """openai: requests in flight at once."""
-    multi_sample: Literal["auto", "n", "separate"] = "auto"
-    """openai: how K samples are asked for. n: one request with `n`; separate: one seeded request
-    per sample; auto: `n`, switching to separate when the server returns fewer choices or rejects `n`."""
-    max_retries: int = Field(default=8, ge=0)
-    """openai: retries of one request (429, 5xx, timeouts, dropped connections, malformed JSON)."""
-    backoff_base_s: float = Field(default=1.0, gt=0)
-    """openai: first retry waits about this long, doubling each retry (with jitter)."""
-    backoff_max_s: float = Field(default=60.0, gt=0)
-    """openai: longest backoff between retries (a server's Retry-After is honoured beyond it)."""
-    request_timeout_s: float = Field(default=120.0, gt=0)
-    """openai: seconds one request may take before it is retried."""
-    max_failed_requests: int = Field(default=0, ge=0)
-    """openai: requests allowed to fail for good before the run stops (their samples are missing)."""
-    batch_size: int = Field(default=64, ge=1)
-    """vllm/hf: prompts per generation call; each call's completions are saved before the next."""
-    seed: int = 0
-    """Seed of the teacher's requests; defaults to the run's `seed`."""
-    cache: Path | None = None
-    """Completion log and cache (JSON Lines); None: `teacher_completions.jsonl` in the output directory."""
-    file: Path | None = None
-    """Solutions JSONL for the `file` backend."""
-    file_fields: dict[str, str] = {}
-    """file: where `problem_id`, `strategy` and `solution` are in each line (dotted paths for nested
-    objects), e.g. {"problem_id": "id", "solution": "output.text"}; a value `=cot` is a constant."""
-    price_prompt_per_mtok: float | None = None
-    """Price per million prompt tokens, for the cost in the ledger."""
-    price_completion_per_mtok: float | None = None
-    """Price per million completion tokens, for the cost in the ledger."""
-    tensor_parallel_size: int = Field(default=1, ge=1)
-    """vllm: GPUs one model is split over."""
-
-
-def refuse_old_key(data: Any, key: str, message: str) -> Any:
-    """A section's raw input, refused with `message` (naming the new field) when it holds a removed key."""
-    if isinstance(data, dict) and key in data:
-        raise ValueError(message)
-    return data
 
 
 LINES = ("unbiased", "biased", "paper")
@@ -467,9 +380,12 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-def load_config(path: Path | str | None = None, overrides: list[str] | None = None) -> SikedConfig:
+def load_config(path: Path | str | None = None, overrides: list[str] | None = None, *,
+                recorded: bool = False) -> SikedConfig:
     """Read a YAML config (or the embedded default when `path` is None) and apply overrides; its
-    `plugins` are imported before it is validated, since validation looks names up."""
+    `plugins` are imported before it is validated, since validation looks names up. `recorded`: the
+    file is a run directory's config.yaml, which an earlier siked may have written with the teacher's
+    flat keys: they are read into their sections instead of refused."""
     tree: dict[str, Any] = SikedConfig().model_dump(mode="json")
     for section in SEEDED_SECTIONS:  # unset unless the file or an override gives them: they take `seed`
         del tree[section]["seed"]
@@ -488,6 +404,8 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"config file {path} must hold a mapping at the top level")
         _merge(tree, loaded or {})
+        if recorded and isinstance(tree.get("teacher"), dict):
+            tree["teacher"] = nest_flat_teacher(tree["teacher"])
     for text in overrides or []:
         apply_override(tree, *parse_override(text))
         origin += f" + --set {text}"

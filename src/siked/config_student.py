@@ -1,5 +1,6 @@
-"""The student's sections of the config (its model, its training and launcher, its decoding) and
-`Section`, the base of every section; `siked.config` gathers them into `SikedConfig`."""
+"""The student's sections of the config (its model, its training and launcher, its decoding), and
+`Section`, the base of every section, with the checks sections share; `siked.config` gathers the
+sections into `SikedConfig`."""
 
 from __future__ import annotations
 
@@ -8,10 +9,28 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from siked.registry import Registry
+
 
 class Section(BaseModel):
     # every field's docstring is its description in `siked config --schema`
     model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+def check_names(names: list[str], registry: Registry[Any], also: tuple[str, ...] = (), kind: str = "") -> list[str]:
+    """`names` if each is in `registry` (or among `also`), else a ValueError naming the known ones."""
+    known = [*also, *registry]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown {kind or registry.kind} {unknown[0]!r} (known: {', '.join(known)})")
+    return names
+
+
+def refuse_old_key(data: Any, key: str, message: str) -> Any:
+    """A section's raw input, refused with `message` (naming the new field) when it holds a removed key."""
+    if isinstance(data, dict) and key in data:
+        raise ValueError(message)
+    return data
 
 
 class StudentConfig(Section):

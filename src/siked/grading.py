@@ -4,8 +4,9 @@ compare it with the gold.
 math-verify is a fallback only, for answers plain parsing cannot read (`\\sqrt{2}`, `2^{10}`,
 `\\frac34`) and for golds that are not a single number. Its own time limit relies on `signal.alarm`
 (whole seconds, main thread only, one alarm per call), so siked turns it off and instead runs the
-whole fallback (parse gold, parse prediction, compare, evaluate) under one SIGALRM deadline of
-`math_verify_timeout_s` when grading in the main thread. Signals cannot stop some C-level big-integer
+whole fallback (parse gold, parse prediction, compare, evaluate) under one deadline of
+`math_verify_timeout_s` seconds of the process's CPU time (SIGPROF) when grading in the main thread:
+CPU time, not wall time, so that a verdict does not depend on how busy the machine is. Signals cannot stop some C-level big-integer
 work, and off the main thread there is no signal at all, so every input is also guarded: at most
 `MATH_VERIFY_MAX_CHARS` characters, no powers with large or nested exponents, no large factorials.
 A problem whose gold is not a number is graded with math-verify against `answer_text`; with
@@ -69,10 +70,15 @@ def _signal_deadline_usable() -> bool:
     return hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
 
 
+DEADLINE_TIMER = getattr(signal, "ITIMER_PROF", None)
+"""The process's CPU time (user and system): on a loaded machine the wall clock runs on while the
+grading waits for a core, and a wall-clock deadline would turn right answers into timeouts."""
+
+
 @contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Raise MathVerifyTimeout after `seconds` (main thread only; elsewhere no limit is set)."""
-    if not _signal_deadline_usable() or signal.getitimer(signal.ITIMER_REAL)[0] > 0:
+    """Raise MathVerifyTimeout after `seconds` of CPU time (main thread only; elsewhere no limit is set)."""
+    if not _signal_deadline_usable() or signal.getitimer(DEADLINE_TIMER)[0] > 0:
         yield  # off the main thread, or someone else's timer is running: the input guard protects
         return
     fired = False
@@ -83,13 +89,13 @@ def time_limit(seconds: float) -> Iterator[None]:
             fired = True
             raise MathVerifyTimeout
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, on_alarm)
+    signal.setitimer(DEADLINE_TIMER, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(DEADLINE_TIMER, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 class _DropTimeoutDisabledWarning(logging.Filter):

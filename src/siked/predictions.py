@@ -46,7 +46,7 @@ def run_specs(run_dir: Path) -> list[DatasetSpec]:
     path = Path(run_dir) / RUN_CONFIG
     if not path.is_file():
         raise EvaluationError(f"{path} does not exist, so the run's evaluation sets are unknown; give --data")
-    return list(load_config(path).data.evaluation)
+    return list(load_config(path, recorded=True).data.evaluation)
 
 
 def run_evaluation_sets(run_dir: Path, limit: int | None = None) -> dict[str, list[Problem]]:

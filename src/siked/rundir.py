@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from siked.config import SikedConfig
+from siked.config_teacher import nest_flat_teacher
 from siked.errors import SikedError, one_line
 from siked.io import write_json
 from siked.metrics import StageInfo
@@ -61,18 +62,18 @@ OPERATIONAL_FIELDS: tuple[str, ...] = (
     "generation.tensor_parallel_size",
     "generation.data_parallel_size",
     "sandbox.workers",
-    "teacher.concurrency",
-    "teacher.batch_size",
-    "teacher.request_timeout_s",
-    "teacher.max_retries",
-    "teacher.backoff_base_s",
-    "teacher.backoff_max_s",
-    "teacher.max_failed_requests",
-    "teacher.api_key_env",
     "teacher.cache",
-    "teacher.price_prompt_per_mtok",
-    "teacher.price_completion_per_mtok",
-    "teacher.tensor_parallel_size",
+    "teacher.openai.concurrency",
+    "teacher.openai.request_timeout_s",
+    "teacher.openai.max_retries",
+    "teacher.openai.backoff_base_s",
+    "teacher.openai.backoff_max_s",
+    "teacher.openai.max_failed_requests",
+    "teacher.openai.api_key_env",
+    "teacher.openai.price_prompt_per_mtok",
+    "teacher.openai.price_completion_per_mtok",
+    "teacher.local.batch_size",
+    "teacher.local.tensor_parallel_size",
     "train.logging_steps",
     "train.save_steps",
     "train.save_total_limit",
@@ -140,8 +141,8 @@ def input_files(config: SikedConfig) -> list[Path]:
     """The files a run reads its data and teacher solutions from."""
     specs = [config.data.train, *config.data.evaluation]
     files = [Path(s.file) for s in specs if s.file is not None]
-    if config.teacher.file is not None:
-        files.append(Path(config.teacher.file))
+    if config.teacher.file.path is not None:
+        files.append(Path(config.teacher.file.path))
     return files
 
 
@@ -237,8 +238,10 @@ class RunDir:
         fingerprint = config_fingerprint(config)
         if manifest_path.exists():
             manifest = cls._load(manifest_path)
-            # Manifests written before the split hold the operational fields too.
-            diffs = _differences(_split_operational(manifest["config"])[0], fingerprint)
+            # Manifests written before the split hold the operational fields too, and those written
+            # before the teacher's per-backend sections its flat keys.
+            recorded = {**manifest["config"], "teacher": nest_flat_teacher(manifest["config"].get("teacher", {}))}
+            diffs = _differences(_split_operational(recorded)[0], fingerprint)
             if diffs:
                 listed = "\n  ".join(diffs[:10])
                 raise RunDirError(

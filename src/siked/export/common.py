@@ -50,7 +50,7 @@ class RunArtifacts:
     @cached_property
     def config(self) -> SikedConfig:
         try:
-            return load_config(self.path / "config.yaml")
+            return load_config(self.path / "config.yaml", recorded=True)
         except ConfigError as exc:
             raise ExportError(f"{self.path / 'config.yaml'}: {exc}") from None
 

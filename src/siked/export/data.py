@@ -41,14 +41,15 @@ def row(solution: Solution, artifacts: RunArtifacts, verdict: Verdict | None, it
     if problem is None:
         raise ExportError(f"{artifacts.path / where}: problem {solution.problem_id!r} is not among the "
                           f"run's questions ({artifacts.path / 'data'})")
-    style = artifacts.config.student.prompt_style
+    style, taught = artifacts.config.student.prompt_style, artifacts.config.teacher.strategies
     # The chat style renders the user turn with the student's chat template; `messages` holds it unrendered.
-    prompt = student_prompt(problem.question) if style == "alpaca" else user_turn(problem.question)
+    prompt = (student_prompt(problem.question, strategies=taught) if style == "alpaca"
+              else user_turn(problem.question, taught))
     completion = student_target(solution.strategy, solution.solution)
     return {
         "prompt": prompt,
         "completion": completion,
-        "messages": [{"role": "user", "content": user_turn(problem.question)},
+        "messages": [{"role": "user", "content": user_turn(problem.question, taught)},
                      {"role": "assistant", "content": completion}],
         "problem_id": solution.problem_id,
         "question": problem.question,
@@ -62,8 +63,8 @@ def row(solution: Solution, artifacts: RunArtifacts, verdict: Verdict | None, it
     }
 
 
-def user_turn(question: str) -> str:
-    return f"{student_instruction()}\n\n{question.strip()}"
+def user_turn(question: str, strategies: Sequence[str]) -> str:
+    return f"{student_instruction(strategies)}\n\n{question.strip()}"
 
 
 def verdict_index(solutions: Sequence[Solution], verdicts: Sequence[Verdict]) -> dict[VerdictKey, Verdict]:
@@ -170,7 +171,7 @@ def dataset_card(artifacts: RunArtifacts, rows: dict[str, int]) -> str:
         "Teacher solutions and per-iteration training mixes of a SIKeD run (self-guided iterative "
         "knowledge distillation for math reasoning), written by `siked export data`.\n",
         "## Teacher\n",
-        f"- backend: `{teacher.backend}`, model: `{stats.model or teacher.model}`",
+        f"- backend: `{teacher.backend}`, model: `{stats.model or teacher.model_name}`",
         f"- strategies: {', '.join(teacher.strategies)}; {teacher.samples} sample(s) per question and strategy "
         f"at temperature {teacher.temperature}, top-p {teacher.top_p}, up to {teacher.max_tokens} tokens",
     ]
@@ -179,7 +180,7 @@ def dataset_card(artifacts: RunArtifacts, rows: dict[str, int]) -> str:
     lines += [
         "\n## Prompts\n",
         f"The student prompt style is `{config.student.prompt_style}`; the instruction is:\n",
-        f"> {student_instruction()}\n",
+        f"> {student_instruction(teacher.strategies)}\n",
         "Targets start with the strategy tag, e.g. `[cot]: ...`, `[l2m]: ...`, `[pot]: ...` (a Python "
         "program that stores its result in `answer`).\n",
         "## Filter\n",

@@ -125,6 +125,7 @@ def usage(kind: str, style: str) -> str:
 
 def model_card(artifacts: RunArtifacts, name: str, entry: Iteration, kind: str, manifest: dict[str, Any]) -> str:
     config, metrics = artifacts.config, artifacts.metrics
+    taught = manifest.get("strategies") or config.teacher.strategies  # what its prompt lists
     student = config.student.model
     base_id = EMBEDDED_ORIGINS.get(student, student)
     data_licenses = artifacts.data_licenses()
@@ -154,7 +155,7 @@ def model_card(artifacts: RunArtifacts, name: str, entry: Iteration, kind: str, 
         f"iterations: {len(metrics.iterations)}, teacher share alpha per iteration: {alphas}",
         f"- training: LoRA r={config.train.lora_r}, alpha={config.train.lora_alpha}, init={config.train.init}, "
         f"learning rate {config.train.learning_rate}" if not config.train.full_finetune else "- training: all weights",
-        f"- teacher: `{config.teacher.backend}` `{stats.model or config.teacher.model}`; strategies "
+        f"- teacher: `{config.teacher.backend}` `{stats.model or config.teacher.model_name}`; strategies "
         f"{', '.join(config.teacher.strategies)}" + (f" ({stats.notice})" if stats.notice else ""),
         f"- data: `{config.data.train.name}:{config.data.train.split}` (limit {config.data.train.limit}), "
         f"{config.data.validation_fraction:.0%} held out for validation",
@@ -162,13 +163,13 @@ def model_card(artifacts: RunArtifacts, name: str, entry: Iteration, kind: str, 
         *eval_table(entry),
         "\n## Prompt and output format\n",
         f"Prompt style: `{manifest.get('prompt_style', config.student.prompt_style)}`. The instruction:\n",
-        f"> {student_instruction()}\n",
+        f"> {student_instruction(taught)}\n",
         "The completion starts with the chosen strategy's tag: `[cot]: ...`, `[l2m]: ...` or `[pot]: ...`; "
         "a `[pot]` solution is a Python program whose result is the variable `answer` (run it to get the "
         "answer). Append a tag to the prompt (e.g. `[pot]:`) to force a strategy.\n",
     ]
     if config.student.prompt_style == "alpaca":
-        template = student_prompt("{question}").replace(student_instruction(), "INSTRUCTION")
+        template = student_prompt("{question}", strategies=taught).replace(student_instruction(taught), "INSTRUCTION")
         lines += ["The Alpaca-style template (INSTRUCTION is the text above):\n", "```text\n" + template + "\n```\n"]
     lines += [
         "## Usage\n", usage(kind, config.student.prompt_style),

@@ -4,6 +4,11 @@ The loop writes through these records and every reader (the report, `siked eval 
 compare`) reads through them, so the two cannot drift apart. The shared names (the validation set,
 the marker of an untagged student output) and the rule that picks the best iteration live here.
 
+Two kinds of record: a `StageInfo` (`TrainInfo`, `EvalInfo`, ...) is one stage's result as the
+manifest keeps it, what the stage or its child process returned; `Metrics` and the blocks it nests
+(`TrainStats`, `EvalResult`, `RunInfo`, ...) are metrics.json, which the loop builds from those
+(`TrainStats` from the `mix` stage's `MixInfo` and the `train` stage's `TrainInfo`).
+
 Versions: `schema_version` 1 is the first versioned layout; a file without the field was written
 before versions were recorded (siked 0.1.0), has the same layout and loads as version 0. A file
 from a newer schema is refused with a message naming the version and the siked that wrote it.
@@ -98,8 +103,11 @@ class EvalResult(Score):
 
 
 class TrainStats(Record):
-    """The metrics record of one training run (metrics.json's `train`): its mix (`mix` stage) and
-    the optimisation (`train` stage), joined; `TrainInfo` is the training stage's own record."""
+    """The metrics record of one training run (metrics.json's `train`, of an iteration or a baseline):
+    its mix (the `mix` stage's counts and alpha) and its optimisation (the `train` stage's
+    `TrainInfo`: steps, loss, throughput), joined by the loop. Two records, not one, because the two
+    stages record separately: the training child knows its steps but not the mix it was given, and a
+    resumed run reads each stage's own record back from the manifest."""
 
     examples: int | None = None
     teacher_count: int | None = None
@@ -233,8 +241,8 @@ class MixInfo(StageInfo):
 
 
 class TrainInfo(StageInfo):
-    """The manifest's record of a training stage (what its child returns); the loop joins it with
-    the mix's into a `TrainStats` for metrics.json."""
+    """The `train` stage's result, as the manifest keeps it (what its child returns); not a metrics
+    block: the loop joins it with the mix's into the `TrainStats` that metrics.json holds."""
 
     examples: int | None = None
     steps: int | None = None

@@ -1,4 +1,5 @@
-"""The run report: `report.md` and a self-contained `report.html` from a run's metrics.json and config.yaml.
+"""The run report: `report.md` and a self-contained `report.html` from a run's metrics.json and config.yaml,
+and, for the best model's wrong answers, its stored evaluation outputs (`siked.report.failures`).
 
 Both documents are rendered from one list of sections, so they always say the same thing. Plots are drawn
 on matplotlib's Agg canvas (no display, no global pyplot state), saved as PNG files under RUN_DIR/plots/ for

@@ -49,7 +49,28 @@ class Details:
     text: str
 
 
-Block = str | Table | Plot | Notice | Bullets | Details
+@dataclass
+class Subheading:
+    text: str
+
+
+@dataclass
+class Fields:
+    """Labelled values taken verbatim from the run's data (a question, an answer): plain text, never
+    markup, so each renderer escapes them."""
+
+    items: list[tuple[str, str]]
+
+
+@dataclass
+class Code:
+    """Verbatim text (a solution, a program), shown as a code block."""
+
+    text: str
+    language: str = ""
+
+
+Block = str | Table | Plot | Notice | Bullets | Details | Subheading | Fields | Code
 
 
 @dataclass

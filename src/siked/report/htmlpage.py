@@ -6,7 +6,17 @@ import base64
 import html
 import re
 
-from siked.report.document import Block, Bullets, Notice, Plot, Section, Table
+from siked.report.document import (
+    Block,
+    Bullets,
+    Code,
+    Fields,
+    Notice,
+    Plot,
+    Section,
+    Subheading,
+    Table,
+)
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif; color: #1f2328;
@@ -25,6 +35,10 @@ figcaption { font-size: .85rem; color: #57606a; }
 details { background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px; padding: .5rem .8rem; }
 summary { cursor: pointer; font-weight: 600; }
 pre { overflow-x: auto; font-size: .85rem; }
+h3 { font-size: 1.05rem; margin-top: 1.4rem; }
+ul.fields { list-style: none; padding-left: 0; margin: 1rem 0 .3rem; }
+pre.solution { background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px; padding: .5rem .8rem;
+               white-space: pre-wrap; }
 code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 """
 
@@ -62,6 +76,14 @@ def html_block(block: Block) -> str:
         return f'<p class="notice">{esc(block.text)}</p>'
     if isinstance(block, Bullets):
         return "<ul>" + "".join(f"<li>{esc(item)}</li>" for item in block.items) + "</ul>"
+    if isinstance(block, Subheading):
+        return f"<h3>{esc(block.text)}</h3>"
+    if isinstance(block, Fields):
+        return '<ul class="fields">' + "".join(
+            f"<li><strong>{esc(label)}:</strong> {html.escape(value, quote=False)}</li>"
+            for label, value in block.items) + "</ul>"
+    if isinstance(block, Code):
+        return f'<pre class="solution"><code>{html.escape(block.text.rstrip(), quote=False)}</code></pre>'
     return (f"<details><summary>{esc(block.summary)}</summary>"
             f"<pre><code>{html.escape(block.text, quote=False)}</code></pre></details>")
 

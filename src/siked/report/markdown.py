@@ -5,9 +5,23 @@ from __future__ import annotations
 import html
 import re
 
-from siked.report.document import Block, Bullets, Notice, Plot, Section, Table
+from siked.report.document import (
+    Block,
+    Bullets,
+    Code,
+    Details,
+    Fields,
+    Notice,
+    Plot,
+    Section,
+    Subheading,
+    Table,
+)
 
 PLOTS_DIR = "plots"
+MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&~|$])")
+"""What would turn plain text into markup inline: emphasis, code, links, raw HTML, entities, table
+cells, and GitHub's `$` math (word problems are full of dollars)."""
 
 
 def md_cell(text: str) -> str:
@@ -33,6 +47,22 @@ def md_fence(text: str) -> str:
     return "`" * max(3, longest + 1)
 
 
+def md_text(text: str) -> str:
+    """Plain text (from the run's data) as inline Markdown on one line that renders as that text."""
+    return MD_SPECIAL.sub(r"\\\1", " ".join(text.split()))
+
+
+def md_code(block: Code) -> str:
+    fence = md_fence(block.text)
+    return f"{fence}{block.language}\n{block.text.rstrip()}\n{fence}"
+
+
+def md_details(block: Details) -> str:
+    fence = md_fence(block.text)
+    body = block.text.rstrip("\n")
+    return f"<details>\n<summary>{html.escape(block.summary)}</summary>\n\n{fence}yaml\n{body}\n{fence}\n\n</details>"
+
+
 def md_block(block: Block) -> str:
     if isinstance(block, str):
         return block
@@ -44,9 +74,13 @@ def md_block(block: Block) -> str:
         return f"> **Note:** {block.text}"
     if isinstance(block, Bullets):
         return "\n".join(f"- {item}" for item in block.items)
-    fence = md_fence(block.text)
-    body = block.text.rstrip("\n")
-    return f"<details>\n<summary>{html.escape(block.summary)}</summary>\n\n{fence}yaml\n{body}\n{fence}\n\n</details>"
+    if isinstance(block, Subheading):
+        return f"### {block.text}"
+    if isinstance(block, Fields):
+        return "\n".join(f"- **{label}:** {md_text(value)}" for label, value in block.items)
+    if isinstance(block, Code):
+        return md_code(block)
+    return md_details(block)
 
 
 def render_markdown(title: str, sections: list[Section]) -> str:

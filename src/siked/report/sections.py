@@ -31,6 +31,7 @@ from siked.report.document import (
     fmt_score,
     iteration_list,
 )
+from siked.report.failures import failures_section
 from siked.report.plots import (
     plot_accuracy,
     plot_alpha,
@@ -382,6 +383,7 @@ def build_sections(view: RunView) -> list[Section]:
         accuracy_section(view),
         baselines_section(view),
         per_strategy_section(view),
+        failures_section(view),
         training_section(view),
         strategies_section(view),
         *(section for section in optional if section is not None),

@@ -54,6 +54,13 @@ def make_view(run_dir: Path, metrics: Metrics, config_text: str | None) -> RunVi
     return RunView(run_dir, metrics, config_text, best, recorded, dataset_names(metrics))
 
 
+def model_folder(run_dir: Path, metrics: Metrics, iteration: int) -> Path:
+    """Where iteration `iteration`'s model keeps its outputs (`iter<k>/eval/...`); a lone baseline's
+    one iteration is its chosen model, in `baselines/<method>`."""
+    method = metrics.run.method or "siked"
+    return run_dir / "baselines" / method if method != "siked" else run_dir / f"iter{iteration}"
+
+
 def dataset_names(metrics: Metrics) -> list[str]:
     """Every evaluation set in order of first appearance, validation first."""
     names: dict[str, None] = {}

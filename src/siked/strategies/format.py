@@ -1,11 +1,13 @@
 """The student's format: one instruction that asks the model to name its strategy, then solve.
 
-Targets look like `[pot]: answer = 2 + 3`; the tag tells which strategy the student chose.
+The instruction lists the strategies the student is taught (a run's `teacher.strategies`), not every
+registered one. Targets look like `[pot]: answer = 2 + 3`; the tag tells which strategy the student chose.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from siked.strategies.registry import get_strategy, strategy_names
@@ -24,9 +26,9 @@ ALPACA_TEMPLATE = (
 )
 
 
-def student_instruction(strategies: list[str] | None = None) -> str:
-    names = strategies or strategy_names()
-    options = "; ".join(f"[{n}] for {get_strategy(n).title.lower()}" for n in names)
+def student_instruction(strategies: Sequence[str]) -> str:
+    """The instruction naming the tag of each of `strategies`, in their order."""
+    options = "; ".join(f"[{n}] for {get_strategy(n).title.lower()}" for n in strategies)
     return (
         "Solve the math word problem. First choose a strategy and write its tag followed by a "
         f"colon ({options}), then write the solution with that strategy. "
@@ -38,9 +40,11 @@ def student_prompt(
     question: str,
     style: PromptStyle = "alpaca",
     tokenizer: Any = None,
-    strategies: list[str] | None = None,
+    *,
+    strategies: Sequence[str],
 ) -> str:
-    """The prompt the student completes; `chat` needs a tokenizer with a chat template."""
+    """The prompt the student completes, listing `strategies` (those it is taught); `chat` needs a
+    tokenizer with a chat template."""
     instruction = student_instruction(strategies)
     if style == "alpaca":
         return ALPACA_TEMPLATE.format(instruction=instruction, question=question.strip())

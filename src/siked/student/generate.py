@@ -218,13 +218,15 @@ def open_backend(
     return backend
 
 
-def build_prompt(question: str, mode: str, prompt_style: str, tokenizer: Any = None) -> str:
-    """The student prompt, followed by the forced strategy's tag unless `mode` is free.
+def build_prompt(question: str, mode: str, prompt_style: str, tokenizer: Any = None, *,
+                 strategies: Sequence[str]) -> str:
+    """The student prompt listing `strategies` (those it was taught), followed by the forced
+    strategy's tag unless `mode` is free.
 
     The tag's trailing space is left to the model: in training, the space belongs to the
     first word's token, so a prefilled lone space would be a token it never saw there.
     """
-    prompt = student_prompt(question, style=prompt_style, tokenizer=tokenizer)
+    prompt = student_prompt(question, style=prompt_style, tokenizer=tokenizer, strategies=strategies)
     return prompt if mode == FREE else prompt + forced_prefix(mode).rstrip()
 
 
@@ -256,15 +258,18 @@ class Generation:
 class Student:
     """A loaded student: its weights (`source`), the backend serving them (hf or vllm: its `name`
     and `choice` say which and why) and its prompt style. `generate` writes its solutions; `close`
-    (or the end of a `with` block) hands the backend's memory back.
+    (or the end of a `with` block) hands the backend's memory back. Its prompt lists `strategies`,
+    those it was taught.
     """
 
     def __init__(self, source: StudentSource, backend: GenerationBackend, generation: GenerationConfig,
-                 prompt_style: str = "alpaca", *, console: Any = None, progress: bool = True):
+                 prompt_style: str = "alpaca", *, strategies: Sequence[str], console: Any = None,
+                 progress: bool = True):
         self.source = source
         self.backend = backend
         self.generation = generation
         self.prompt_style = prompt_style
+        self.strategies = list(strategies)
         self.console = console
         self.progress = progress
         """Show a progress bar per `generate` call."""
@@ -273,11 +278,13 @@ class Student:
     def load(cls, model: str | Path | StudentSource, config: SikedConfig, *, console: Any = None,
              progress: bool = True) -> Student:
         """`model`: anything `locate_model` accepts, a `train_student` output directory included; it is
-        prompted in the style it was trained with, else `student.prompt_style`."""
+        prompted in the style it was trained with, else `student.prompt_style`, listing the strategies
+        it was trained on, else `teacher.strategies`."""
         source = model if isinstance(model, StudentSource) else locate_model(model)
         style = source.prompt_style or config.student.prompt_style
         backend = open_backend(source, config.generation, style)
-        return cls(source, backend, config.generation, style, console=console, progress=progress)
+        return cls(source, backend, config.generation, style, strategies=source.strategies or config.teacher.strategies,
+                   console=console, progress=progress)
 
     def __enter__(self) -> Student:
         return self
@@ -307,7 +314,8 @@ class Student:
         """
         n = self._count(problems, mode, n, greedy)
         limit = max_new_tokens or (self.generation.eval_max_new_tokens if greedy else self.generation.max_new_tokens)
-        prompts = [build_prompt(p.question, mode, self.prompt_style, self.tokenizer) for p in problems]
+        prompts = [build_prompt(p.question, mode, self.prompt_style, self.tokenizer, strategies=self.strategies)
+                   for p in problems]
         label = f"sampling {mode}" + (" (greedy)" if greedy else f" x{n}")
         start = time.perf_counter()
         with progress_bar(len(prompts), label, self.console, enabled=self.progress) as advance:

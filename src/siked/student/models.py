@@ -77,6 +77,11 @@ class StudentSource:
     def prompt_style(self) -> str | None:
         return (self.manifest or {}).get("prompt_style")
 
+    @property
+    def strategies(self) -> list[str] | None:
+        """The strategies its training prompt listed (None: not recorded, e.g. not trained by siked)."""
+        return (self.manifest or {}).get("strategies")
+
 
 def cache_root() -> Path:
     """`$SIKED_CACHE`, or ~/.cache/siked."""

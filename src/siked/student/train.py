@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from siked.config import ConfigError, SikedConfig, StudentConfig, TrainConfig
+from siked.config import ConfigError, SikedConfig, TrainConfig
 from siked.errors import SikedError, one_line
 from siked.io import RecordError, iter_jsonl, write_json
 from siked.ranks import is_main_process
@@ -181,11 +181,13 @@ def examples_from_solutions(
     return examples
 
 
-def sft_records(examples: Sequence[TrainExample], prompt_style: str, tokenizer: Any) -> list[dict[str, str]]:
-    """TRL's prompt-completion format; the completion is the tagged target (TRL adds EOS)."""
+def sft_records(examples: Sequence[TrainExample], prompt_style: str, tokenizer: Any,
+                strategies: Sequence[str]) -> list[dict[str, str]]:
+    """TRL's prompt-completion format, the prompt listing `strategies` (the run's taught ones); the
+    completion is the tagged target (TRL adds EOS)."""
     return [
         {
-            "prompt": student_prompt(ex.question, style=prompt_style, tokenizer=tokenizer),
+            "prompt": student_prompt(ex.question, style=prompt_style, tokenizer=tokenizer, strategies=strategies),
             "completion": student_target(ex.strategy, ex.solution),
         }
         for ex in examples
@@ -219,9 +221,9 @@ def truncated(dataset: Any, max_length: int, mode: str = "keep_start") -> Any:
 
 def train_fingerprint(
     examples: Sequence[TrainExample], base_model: str, previous: Path | str | None,
-    train_cfg: TrainConfig, prompt_style: str,
+    train_cfg: TrainConfig, prompt_style: str, strategies: Sequence[str],
 ) -> dict[str, Any]:
-    """The data, starting weights and hyper-parameters that decide what a training run computes."""
+    """The data, starting weights, prompt and hyper-parameters that decide what a training run computes."""
     data = json.dumps([[ex.question, ex.strategy, ex.solution] for ex in examples]).encode()
     previous_manifest = Path(previous) / MANIFEST if previous is not None else None
     settings = train_cfg.model_dump(mode="json")
@@ -236,6 +238,7 @@ def train_fingerprint(
         "previous_sha256": file_sha256(previous_manifest)
         if previous_manifest is not None and previous_manifest.is_file() else None,
         "prompt_style": prompt_style,
+        "strategies": list(strategies),
         "train": settings,
     }
 
@@ -251,6 +254,8 @@ def check_resumable(out_dir: Path, fingerprint: dict[str, Any]) -> None:
         recorded = json.loads((out_dir / FINGERPRINT).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         recorded = None
+    if isinstance(recorded, dict) and "strategies" not in recorded:  # its prompt listed every registered one
+        recorded["strategies"] = strategy_names()
     if recorded == fingerprint:
         return
     if state == ["base"]:
@@ -455,8 +460,9 @@ def train_student(
         keep_freed_memory()
     if previous is not None and not Path(previous).is_dir():
         raise ModelError(f"previous iteration {previous} is not a directory (give a `siked train` output directory)")
+    strategies = config.teacher.strategies
     fingerprint = train_fingerprint(examples, base_model or config.student.model, previous, train_cfg,
-                                    config.student.prompt_style)
+                                    config.student.prompt_style, strategies)
     _distributed_state()  # before the trainer's arguments (see there)
     check_resumable(out_dir, fingerprint)
     if is_main_process():
@@ -468,13 +474,13 @@ def train_student(
     args = sft_config(out_dir, train_cfg, **(trainer_args or {}))  # before loading the trained model: ZeRO-3 needs it first
     tokenizer = load_tokenizer(StudentSource(spec=start, base=start))
     model = prepare_model(start, train_cfg)
-    dataset = Dataset.from_list(sft_records(examples, config.student.prompt_style, tokenizer))
+    dataset = Dataset.from_list(sft_records(examples, config.student.prompt_style, tokenizer, strategies))
     if snapshot_at is not None:
         kind = "full" if train_cfg.full_finetune else "lora"
         snapshot_base = str((out_dir / base_ref).resolve()) if base_ref == "base" else base_ref
         callbacks = [*callbacks, snapshot_callback(
             out_dir, snapshot_at, tokenizer, is_main=is_main_process(),
-            manifest=lambda step: _manifest(kind, snapshot_base, config.student, train_cfg, previous, {"steps": step}))]
+            manifest=lambda step: _manifest(kind, snapshot_base, config, train_cfg, previous, {"steps": step}))]
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                          callbacks=list(callbacks))
     if train_cfg.padding_free:
@@ -486,7 +492,7 @@ def train_student(
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=checkpoint)
     runtime = time.perf_counter() - started
-    result = _finish(trainer, out_dir, train_cfg, config.student, base_ref, previous, output, runtime,
+    result = _finish(trainer, out_dir, train_cfg, config, base_ref, previous, output, runtime,
                      examples=len(examples), resumed_from=checkpoint)
     return result
 
@@ -495,7 +501,7 @@ def _finish(
     trainer: Any,
     out_dir: Path,
     train_cfg: TrainConfig,
-    student_cfg: StudentConfig,
+    config: SikedConfig,
     base_ref: str,
     previous: Path | str | None,
     output: Any,
@@ -529,21 +535,23 @@ def _finish(
         with (out_dir / "train_log.jsonl").open("w", encoding="utf-8") as handle:
             for entry in history:
                 handle.write(json.dumps(entry) + "\n")
-        write_manifest(out_dir, _manifest(kind, base_ref, student_cfg, train_cfg, previous, result.to_json()))
+        write_manifest(out_dir, _manifest(kind, base_ref, config, train_cfg, previous, result.to_json()))
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     return result
 
 
-def _manifest(kind: str, base_ref: str, student_cfg: StudentConfig, train_cfg: TrainConfig,
+def _manifest(kind: str, base_ref: str, config: SikedConfig, train_cfg: TrainConfig,
               previous: Path | str | None, result: dict[str, Any]) -> dict[str, Any]:
-    """What a trained folder (or a snapshot of one) records: what to load and how it was trained."""
+    """What a trained folder (or a snapshot of one) records: what to load, the prompt it learned
+    (its style and the strategies it lists) and how it was trained."""
     return {
         "format": 1,
         "kind": kind,
         "base_model": base_ref if kind == "lora" else None,
         "adapter": "adapter" if kind == "lora" else None,
         "model": "model" if kind == "full" else None,
-        "prompt_style": student_cfg.prompt_style,
+        "prompt_style": config.student.prompt_style,
+        "strategies": list(config.teacher.strategies),
         "dtype": training_dtype(train_cfg),
         "init": train_cfg.init,
         "previous": str(Path(previous).resolve()) if previous is not None else None,

@@ -3,9 +3,10 @@
     from siked.teachers import teach
     result = teach(config, problems, "runs/x/teacher")   # writes teacher.jsonl, teacher_stats.json
 
-Backends (`teacher.backend`): `openai` (any OpenAI-compatible server), `vllm` (offline engine),
-`hf` (local transformers model), `file` (pre-generated solutions), `reference` (the dataset's own
-worked solutions, no LLM). LLM completions go through a durable content-keyed cache, so reruns and
+Backends (`teacher.backend`): `openai` (any OpenAI-compatible server, `teacher.openai`), `vllm`
+(offline engine) and `hf` (local transformers model), both `teacher.local`, `file` (pre-generated
+solutions, `teacher.file`), `reference` (the dataset's own worked solutions, no LLM), or a registered
+one (`teacher.options`). LLM completions go through a durable content-keyed cache, so reruns and
 resumes send only what is missing.
 """
 

@@ -194,7 +194,10 @@ class SolveContext:
 
 
 class Teacher(ABC):
-    """A source of solutions for (problem, strategy) pairs; use as a context manager."""
+    """A source of solutions for (problem, strategy) pairs; use as a context manager.
+
+    It is built from the whole `teacher` section: the settings every backend shares, and its own (a
+    built-in backend's section, or `teacher.options` for a registered one)."""
 
     backend: ClassVar[str]
     uses_llm: ClassVar[bool] = True
@@ -204,7 +207,13 @@ class Teacher(ABC):
 
     @property
     def model_name(self) -> str:
-        return self.config.model or "unknown"
+        """The model it samples: it names the solutions' origin and keys the completion cache."""
+        return self.config.model_name or "unknown"
+
+    @property
+    def prices(self) -> tuple[float | None, float | None]:
+        """Price per million prompt and completion tokens, for the ledger's cost (None: unpriced)."""
+        return None, None
 
     @property
     def origin(self) -> str:

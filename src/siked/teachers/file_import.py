@@ -2,7 +2,7 @@
 
 The default layout is the `siked grade` solutions schema, one object a line:
 `{"problem_id": ..., "strategy": "cot", "solution": "..."}`. Other layouts are mapped with
-`teacher.file_fields` (dotted paths into nested objects; a value `=cot` is a constant, for a file
+`teacher.file.fields` (dotted paths into nested objects; a value `=cot` is a constant, for a file
 holding one strategy only). Lines naming problems outside the set being taught are skipped;
 every other problem is an error naming the file and line.
 """
@@ -29,15 +29,16 @@ class FileTeacher(Teacher):
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
-        if config.file is None:
-            raise TeacherError("teacher.backend=file needs teacher.file: a JSON Lines file of solutions")
-        self.path = Path(config.file)
-        unknown = sorted(set(config.file_fields) - set(DEFAULT_FIELDS))
+        settings = config.file
+        if settings.path is None:
+            raise TeacherError("teacher.backend=file needs teacher.file.path: a JSON Lines file of solutions")
+        self.path = Path(settings.path)
+        unknown = sorted(set(settings.fields) - set(DEFAULT_FIELDS))
         if unknown:
             raise TeacherError(
-                f"teacher.file_fields: unknown key(s) {', '.join(unknown)} (known: {', '.join(DEFAULT_FIELDS)})"
+                f"teacher.file.fields: unknown key(s) {', '.join(unknown)} (known: {', '.join(DEFAULT_FIELDS)})"
             )
-        self.fields = {**DEFAULT_FIELDS, **config.file_fields}
+        self.fields = {**DEFAULT_FIELDS, **settings.fields}
 
     @property
     def model_name(self) -> str:
@@ -100,7 +101,7 @@ class FileTeacher(Teacher):
             if value is _MISSING:
                 raise TeacherError(
                     f"{where}: no field {path!r} for {name} (present: {', '.join(sorted(row))}); "
-                    "map other layouts with teacher.file_fields"
+                    "map other layouts with teacher.file.fields"
                 )
         if value is None:
             raise TeacherError(f"{where}: field {path!r} ({name}) is null")

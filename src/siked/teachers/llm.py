@@ -26,6 +26,12 @@ class LLMTeacher(Teacher):
         self.log_ledger = Ledger()
         """What the completions used by the last `solve` cost, over every run that wrote the log."""
 
+    @property
+    def endpoint(self) -> str:
+        """chat: the prompt as few-shot chat turns; completions: one plain few-shot prompt. A
+        registered backend's comes from `teacher.options.endpoint`."""
+        return str(self.config.options.get("endpoint", "chat"))
+
     @abstractmethod
     def generate(self, requests: list[Request], log: CompletionLog) -> None:
         """Send `requests` and put every reply into `log` as it arrives (durable before returning).
@@ -38,7 +44,7 @@ class LLMTeacher(Teacher):
         return completion_key(
             backend=self.backend,
             model=self.model_name,
-            endpoint=config.endpoint,
+            endpoint=self.endpoint,
             problem=problem,
             strategy=strategy,
             temperature=config.temperature,
@@ -68,7 +74,7 @@ class LLMTeacher(Teacher):
 
     def make_request(self, problem: Problem, strategy_name: str, indices: list[int], keys: list[str]) -> Request:
         strategy = get_strategy(strategy_name)
-        chat = self.config.endpoint == "chat"
+        chat = self.endpoint == "chat"
         return Request(
             problem_id=problem.id,
             strategy=strategy_name,

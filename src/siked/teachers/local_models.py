@@ -1,7 +1,8 @@
 """Teachers that run a model in this process: `hf` (transformers, CPU or GPU) and `vllm` (GPU).
 
-Both generate in chunks of `teacher.batch_size` prompts and save each chunk's completions in the
-completion log before starting the next, so an interrupted run keeps every finished chunk.
+Both are set up by `teacher.local`: they generate in chunks of its `batch_size` prompts and save each
+chunk's completions in the completion log before starting the next, so an interrupted run keeps
+every finished chunk.
 """
 
 from __future__ import annotations
@@ -19,31 +20,44 @@ from siked.teachers.cache import CompletionLog
 from siked.teachers.llm import LLMTeacher
 
 
+class LocalTeacher(LLMTeacher):
+    """A model run in this process, set up by `teacher.local`."""
+
+    model_kinds = "a hub id or a local model directory"
+    """What `teacher.local.model` may name, for the error when it is missing."""
+
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.local = config.local
+        if not self.local.model:
+            raise TeacherError(f"teacher.backend={self.backend} needs teacher.local.model: {self.model_kinds}")
+
+    @property
+    def endpoint(self) -> str:
+        return self.local.endpoint
+
+
 def chunks(requests: Sequence[Request], size: int) -> Iterator[list[Request]]:
     for start in range(0, len(requests), size):
         yield list(requests[start: start + size])
 
 
-class HFTeacher(LLMTeacher):
+class HFTeacher(LocalTeacher):
     """A local transformers model, generating through the student's `HFBackend` (batched, left
     padded, one prefill shared by a prompt's samples, seeded by content)."""
 
     backend = "hf"
+    model_kinds = "a hub id, a local model directory, a .gguf file or embedded:smollm2"
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
-        if not config.model:
-            raise TeacherError(
-                "teacher.backend=hf needs teacher.model: a hub id, a local model directory, a .gguf "
-                "file or embedded:smollm2"
-            )
         self._model: Any = None
         self._tokenizer: Any = None
 
     def _load(self) -> tuple[Any, Any]:
         if self._model is None:
             try:
-                self._model, self._tokenizer = load_model(self.config.model, dtype="auto")
+                self._model, self._tokenizer = load_model(self.local.model, dtype="auto")
             except ModelError as exc:
                 raise TeacherError(f"hf teacher: {one_line(exc)}") from None
         return self._model, self._tokenizer
@@ -53,7 +67,7 @@ class HFTeacher(LLMTeacher):
 
     def generate(self, requests: list[Request], log: CompletionLog) -> None:
         model, tokenizer = self._load()
-        config = self.config
+        config, batch_size = self.config, self.local.batch_size
         # A batch shares `n` and stop strings; group them without reordering more than needed.
         ordered = sorted(requests, key=lambda r: (r.n, tuple(r.stop)))
         for (n, stop), same in groupby(ordered, key=lambda r: (r.n, tuple(r.stop))):
@@ -61,10 +75,10 @@ class HFTeacher(LLMTeacher):
             samples = n if sampling else 1  # greedy: one decode, copied to every sample
             generation = GenerationConfig(
                 temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_tokens,
-                batch_size=config.batch_size * samples, seed=config.seed,
+                batch_size=batch_size * samples, seed=config.seed,
             )
             backend = HFBackend(model, tokenizer, generation, list(stop))
-            for chunk in chunks(list(same), config.batch_size):
+            for chunk in chunks(list(same), batch_size):
                 prompts = [self._prompt(tokenizer, r) for r in chunk]
                 completions = backend.complete(prompts, samples=samples, greedy=not sampling)
                 log.record([
@@ -77,7 +91,7 @@ class HFTeacher(LLMTeacher):
             return request.prompt or ""
         if not getattr(tokenizer, "chat_template", None):
             raise TeacherError(
-                f"hf teacher: {self.config.model!r} has no chat template; use teacher.endpoint=completions"
+                f"hf teacher: {self.local.model!r} has no chat template; use teacher.local.endpoint=completions"
             )
         return tokenizer.apply_chat_template(request.messages, tokenize=False, add_generation_prompt=True)
 
@@ -93,15 +107,13 @@ class HFTeacher(LLMTeacher):
         )
 
 
-class VLLMTeacher(LLMTeacher):
+class VLLMTeacher(LocalTeacher):
     """The offline vLLM engine (`pip install 'siked[vllm]'`, Linux with CUDA GPUs)."""
 
     backend = "vllm"
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
-        if not config.model:
-            raise TeacherError("teacher.backend=vllm needs teacher.model: a hub id or a local model directory")
         self._llm: Any = None
 
     def _engine(self) -> Any:
@@ -114,8 +126,8 @@ class VLLMTeacher(LLMTeacher):
                     "(Linux with a CUDA GPU); on CPU use teacher.backend=hf or an OpenAI-compatible server"
                 ) from None
             self._llm = vllm.LLM(
-                model=self.config.model,
-                tensor_parallel_size=self.config.tensor_parallel_size,
+                model=self.local.model,
+                tensor_parallel_size=self.local.tensor_parallel_size,
                 seed=self.config.seed,
             )
         return self._llm
@@ -128,7 +140,7 @@ class VLLMTeacher(LLMTeacher):
         from vllm import SamplingParams
 
         config = self.config
-        for chunk in chunks(requests, config.batch_size):
+        for chunk in chunks(requests, self.local.batch_size):
             params = [
                 SamplingParams(
                     n=r.n, temperature=config.temperature, top_p=config.top_p,
@@ -136,7 +148,7 @@ class VLLMTeacher(LLMTeacher):
                 )
                 for r in chunk
             ]
-            if config.endpoint == "chat":
+            if self.endpoint == "chat":
                 outputs = llm.chat([r.messages for r in chunk], params, use_tqdm=False)
             else:
                 outputs = llm.generate([r.prompt for r in chunk], params, use_tqdm=False)

@@ -13,7 +13,7 @@ every later prompt, is requested as one seeded request per sample.
 
 Why httpx and not the official `openai` client: its retries would replace only the retry loop below,
 and not with the same behaviour: its backoff is fixed (0.5 s doubling to 8 s, not
-`teacher.backoff_base_s`/`backoff_max_s`, unseeded), a `Retry-After` pauses only its own request and
+`teacher.openai.backoff_base_s`/`backoff_max_s`, unseeded), a `Retry-After` pauses only its own request and
 one over two minutes is not retried, the retries it made are not reported (the ledger counts them),
 and a malformed 200 reply is not retried. Keeping those would mean `max_retries=0` and this loop
 anyway, plus a multi-second import.
@@ -69,13 +69,14 @@ class OpenAITeacher(LLMTeacher):
 
     def __init__(self, config: TeacherConfig) -> None:
         super().__init__(config)
-        if not config.base_url:
+        self.server = config.openai
+        if not self.server.base_url:
             raise TeacherError(
-                "teacher.backend=openai needs teacher.base_url (e.g. http://127.0.0.1:8000/v1 or --base-url)"
+                "teacher.backend=openai needs teacher.openai.base_url (e.g. http://127.0.0.1:8000/v1 or --base-url)"
             )
-        self.base_url = config.base_url.rstrip("/") + "/"
-        self._model = config.model
-        self._use_n = config.multi_sample != "separate"
+        self.base_url = self.server.base_url.rstrip("/") + "/"
+        self._model = self.server.model
+        self._use_n = self.server.multi_sample != "separate"
         self._paused_until = 0.0
         self._rng = random.Random(config.seed)
 
@@ -86,12 +87,20 @@ class OpenAITeacher(LLMTeacher):
         return self._model or "unknown"
 
     @property
+    def endpoint(self) -> str:
+        return self.server.endpoint
+
+    @property
+    def prices(self) -> tuple[float | None, float | None]:
+        return self.server.price_prompt_per_mtok, self.server.price_completion_per_mtok
+
+    @property
     def endpoint_url(self) -> str:
-        return self.base_url + ("chat/completions" if self.config.endpoint == "chat" else "completions")
+        return self.base_url + ("chat/completions" if self.endpoint == "chat" else "completions")
 
     def _headers(self) -> dict[str, str]:
         headers = {"User-Agent": "siked-teacher"}
-        key = os.environ.get(self.config.api_key_env)
+        key = os.environ.get(self.server.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
         return headers
@@ -102,15 +111,15 @@ class OpenAITeacher(LLMTeacher):
             return self._model
         url = self.base_url + "models"
         try:
-            response = httpx.get(url, headers=self._headers(), timeout=min(30.0, self.config.request_timeout_s))
+            response = httpx.get(url, headers=self._headers(), timeout=min(30.0, self.server.request_timeout_s))
             response.raise_for_status()
             models = [entry["id"] for entry in response.json()["data"]]
         except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
             raise TeacherError(
-                f"teacher.model is not set and {url} did not list the served models ({one_line(exc)}); set --model"
+                f"teacher.openai.model is not set and {url} did not list the served models ({one_line(exc)}); set --model"
             ) from None
         if not models:
-            raise TeacherError(f"teacher.model is not set and {url} lists no model; set --model")
+            raise TeacherError(f"teacher.openai.model is not set and {url} lists no model; set --model")
         self._model = str(models[0])
         return self._model
 
@@ -131,7 +140,7 @@ class OpenAITeacher(LLMTeacher):
             pool.submit(asyncio.run, self._generate(requests, log)).result()
 
     async def _generate(self, requests: list[Request], log: CompletionLog) -> None:
-        config = self.config
+        config = self.server
         queue: asyncio.Queue[Request] = asyncio.Queue()
         for request in requests:
             for part in self._split(request):
@@ -160,7 +169,7 @@ class OpenAITeacher(LLMTeacher):
             shown = "\n  ".join(state.failures[:3])
             raise TeacherError(
                 f"{len(state.failures)} request(s) to {self.endpoint_url} failed for good "
-                f"(teacher.max_failed_requests={config.max_failed_requests}); everything that arrived "
+                f"(teacher.openai.max_failed_requests={config.max_failed_requests}); everything that arrived "
                 f"is saved in {log.path} and a rerun sends only the rest. First failure(s):\n  {shown}"
             )
 
@@ -203,12 +212,12 @@ class OpenAITeacher(LLMTeacher):
         except RequestFailed as exc:
             log.record_failure(Failure(request, str(exc), exc.retries))
             state.failures.append(f"{request.problem_id} [{request.strategy}]: {exc}")
-            if len(state.failures) > self.config.max_failed_requests:
+            if len(state.failures) > self.server.max_failed_requests:
                 state.stop = True
             return
         if reply.sample_indices != request.sample_indices:
             missing = request.sample_indices[len(reply.sample_indices):]
-            if self.config.multi_sample == "auto":
+            if self.server.multi_sample == "auto":
                 self._use_n = False
             rest = request.subset(missing, self.request_seed(request.problem_id, request.strategy, missing[0]))
             for part in self._split(rest):
@@ -228,7 +237,7 @@ class OpenAITeacher(LLMTeacher):
         }
         if request.n > 1:
             body["n"] = request.n
-        if config.endpoint == "chat":
+        if self.endpoint == "chat":
             body["messages"] = request.messages
         else:
             body["prompt"] = request.prompt
@@ -244,7 +253,7 @@ class OpenAITeacher(LLMTeacher):
             try:
                 response = await client.post(url, json=body)
             except httpx.TimeoutException:
-                problem = f"no complete reply within {self.config.request_timeout_s:g} s"
+                problem = f"no complete reply within {self.server.request_timeout_s:g} s"
             except httpx.TransportError as exc:
                 problem = f"connection failed ({type(exc).__name__}: {exc or 'closed'})"
             else:
@@ -257,13 +266,13 @@ class OpenAITeacher(LLMTeacher):
                 elif status in RETRYABLE_STATUS or status >= 500:
                     problem = f"HTTP {status}: {_snippet(response)}"
                     retry_after = parse_retry_after(response.headers)
-                elif request.n > 1 and status in (400, 422) and self.config.multi_sample == "auto":
+                elif request.n > 1 and status in (400, 422) and self.server.multi_sample == "auto":
                     raise NRejected()
                 else:
                     raise RequestFailed(f"{url} answered HTTP {status}: {_snippet(response)}{self._hint(status)}", retries)
-            if retries >= self.config.max_retries:
+            if retries >= self.server.max_retries:
                 raise RequestFailed(f"{url}: gave up after {retries + 1} attempt(s); last answer: {problem}", retries)
-            delay = backoff_delay(retries, self.config.backoff_base_s, self.config.backoff_max_s, retry_after, self._rng)
+            delay = backoff_delay(retries, self.server.backoff_base_s, self.server.backoff_max_s, retry_after, self._rng)
             if retry_after is not None:
                 self._paused_until = max(self._paused_until, time.monotonic() + delay)
             retries += 1
@@ -275,8 +284,8 @@ class OpenAITeacher(LLMTeacher):
 
     def _hint(self, status: int) -> str:
         if status in (401, 403):
-            present = "is set" if os.environ.get(self.config.api_key_env) else "is NOT set"
-            return f" (the API key comes from the environment variable {self.config.api_key_env}, which {present})"
+            present = "is set" if os.environ.get(self.server.api_key_env) else "is NOT set"
+            return f" (the API key comes from the environment variable {self.server.api_key_env}, which {present})"
         if status == 404:
             return f" (is the model name {self.model_name!r} served there, and is the base URL right?)"
         return ""
@@ -287,7 +296,7 @@ class OpenAITeacher(LLMTeacher):
         if not isinstance(choices, list) or not choices:
             raise ValueError("no choices")
         choices = sorted(choices, key=lambda choice: int(choice.get("index", 0)))[: request.n]
-        chat = self.config.endpoint == "chat"
+        chat = self.endpoint == "chat"
         texts = []
         for choice in choices:
             text = choice["message"]["content"] if chat else choice["text"]

@@ -218,7 +218,7 @@ def teacher_stats(
         )
     covered = set().union(*solved.values()) if solved else set()
     total = ledger.total()
-    prices = (config.price_prompt_per_mtok, config.price_completion_per_mtok)
+    prices = teacher.prices
     stats = TeacherStats(
         backend=teacher.backend,
         model=teacher.model_name,

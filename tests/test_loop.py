@@ -146,7 +146,8 @@ def test_run_without_validation_picks_the_last_iteration_routes_and_evaluates(tm
     from siked.metrics import BEST_IS_LAST
 
     out = tmp_path / "noval"
-    metrics = run_command(out, "data.validation_fraction=0", "loop.routing=true", "mixing.line=unbiased")
+    metrics = run_command(out, "data.validation_fraction=0", "loop.routing=true", "mixing.line=unbiased",
+                          "teacher.strategies=[cot, pot]")
     assert (out / "data" / "validation.jsonl").read_text() == ""
     assert [entry["iteration"] for entry in metrics["iterations"]] == [1, 2]
     assert all("validation" not in entry["eval"] for entry in metrics["iterations"])
@@ -155,9 +156,10 @@ def test_run_without_validation_picks_the_last_iteration_routes_and_evaluates(tm
     assert f"(chosen by {BEST_IS_LAST})" in (out / "report.md").read_text()
     routing = json.loads((out / "routing.json").read_text())
     assert routing["gsm_symbolic:test"]["questions"] == 4
-    # the unbiased line: one forced pass per strategy; adaptive per (question, strategy) fills exactly the unsolved pairs
+    assert set(routing["gsm_symbolic:test"]["forced_accuracy"]) == {"cot", "pot"}  # the taught strategies only
+    # the unbiased line: one forced pass per taught strategy; adaptive per (question, strategy) fills exactly the unsolved pairs
     by_mode = metrics["iterations"][0]["student"]["by_mode"]
-    assert set(by_mode) == {"cot", "l2m", "pot"} and by_mode["pot"]["strategy_counts"] == {"pot": metrics_train_questions(out)}
+    assert set(by_mode) == {"cot", "pot"} and by_mode["pot"]["strategy_counts"] == {"pot": metrics_train_questions(out)}
     assert "kl_train_samples" not in metrics["iterations"][0]  # no free pass: no P_SM
     teacher = read_jsonl(out / "teacher" / "teacher.jsonl", Solution)
     mixed = read_jsonl(out / "iter2" / "train.jsonl", Solution)
@@ -165,11 +167,12 @@ def test_run_without_validation_picks_the_last_iteration_routes_and_evaluates(tm
     assert sorted((t.problem_id, t.strategy) for t in mixed if t.origin.startswith("teacher")) == sorted(
         (t.problem_id, t.strategy) for t in teacher if (t.problem_id, t.strategy) not in solved)
 
-    evaluated = siked("eval", str(out), "--data", "gsm_symbolic:test", "--limit", "2", "--json",
+    evaluated = siked("eval", str(out), "--data", "gsm_symbolic:test", "--limit", "2", "--json", "--routing",
                       "--set", "generation.eval_max_new_tokens=16")
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     summary = json.loads(evaluated.stdout)["gsm_symbolic:test"]
     assert summary["total"] == 2 and 0 <= summary["truncated"] <= 2
+    assert set(summary["routing"]["forced_accuracy"]) == {"cot", "pot"}
 
 
 def test_biased_line_keeps_one_solution_per_question_and_own_epochs_baselines_choose_on_validation(tmp_path: Path):

@@ -330,7 +330,7 @@ def evaluate(
     data_specs: Annotated[list[str] | None, typer.Option("--data", metavar="NAME:SPLIT", help="Evaluation set (repeatable); for a run, default: the run's own sets.")] = None,
     data_files: Annotated[list[Path] | None, typer.Option("--data-file", help="Raw file for each --data, in order.")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Keep the first N problems of each set.")] = None,
-    with_routing: Annotated[bool, typer.Option("--routing", help="Also force each strategy: per-question routing and the oracle.")] = False,
+    with_routing: Annotated[bool, typer.Option("--routing", help="Also force each strategy the model was taught: per-question routing and the oracle.")] = False,
     out: Annotated[Path | None, typer.Option("--out", metavar="FILE.jsonl", help="Write one prediction per question here.")] = None,
     overview: Annotated[bool, typer.Option("--overview", help="For a run: print its per-iteration metrics instead.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from siked.config import CHECKED_BY_PARENT, SikedConfig
-from siked.errors import SikedError
+from siked.errors import SikedError, one_line
 from siked.io import write_json
 from siked.metrics import EvalInfo, RoutingInfo, SampleInfo, StageInfo, TeacherInfo, TrainInfo
 from siked.names import ModelName, StageName
@@ -110,7 +110,7 @@ class SampleArgs(StageArgs[SampleInfo]):
 
 
 class RouteArgs(StageArgs[RoutingInfo]):
-    """Every set decoded with each strategy forced: the routing analysis of the chosen model."""
+    """Every set decoded with each strategy the student was taught, forced: the routing analysis of the chosen model."""
 
     kind: ClassVar[str] = "route"
     model: Path
@@ -176,5 +176,6 @@ def read_result(path: Path, request: StageRequest[StageArgs[Info]]) -> tuple[lis
         data = json.loads(path.read_text(encoding="utf-8"))
         return [Path(p) for p in data["outputs"]], request.args.info.read(data["info"])  # type: ignore[return-value]
     except (OSError, ValueError, KeyError, TypeError) as exc:
+        why = fields_message(exc, "info.") if isinstance(exc, ValidationError) else one_line(exc)
         raise StageError(f"stage {request.stage}: its child exited cleanly but left no readable {path} "
-                         f"({exc})") from None
+                         f"({why})") from None

@@ -51,7 +51,8 @@ def evaluate_model(
     console: Any = None,
     on_graded: GradedSet | None = None,
 ) -> dict[str, dict]:
-    """Greedy free-choice evaluation of `model` on each set (and forced strategies for routing);
+    """Greedy free-choice evaluation of `model` on each set (and, for routing, each strategy it was
+    taught, forced);
     `on_graded` sees each set's free-choice solutions and verdicts."""
     results: dict[str, dict] = {}
     with SandboxPool.from_config(config.sandbox) as sandbox, Student.load(model, config, console=console) as student:
@@ -62,6 +63,6 @@ def evaluate_model(
             if on_graded is not None:
                 on_graded(key, problems, solutions, verdicts)
             if routing_too:
-                forced = {name: greedy_graded(student, problems, grader, name)[1] for name in strategy_names()}
+                forced = {name: greedy_graded(student, problems, grader, name)[1] for name in student.strategies}
                 results[key]["routing"] = routing(problems, forced)
     return results

@@ -103,7 +103,8 @@ def load_questions(count: int) -> list[Problem]:
 
 def bench_backend(name: str, backend: Any, problems: list[Problem], samples: int, greedy: bool = False) -> Measure:
     cpu = own_cpu_seconds()
-    student = Student(locate_model("embedded:smollm2"), backend, backend.cfg, "alpaca", progress=False)
+    student = Student(locate_model("embedded:smollm2"), backend, backend.cfg, "alpaca",
+                      strategies=TeacherConfig().strategies, progress=False)
     run = student.generate(problems, n=samples, greedy=greedy)
     label = f"{name}, greedy" if greedy else f"{name}, x{samples}"
     return Measure(label, run.generated_tokens, run.seconds, own_cpu_seconds() - cpu)

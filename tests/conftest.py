@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 
 import pytest
 
@@ -12,6 +13,18 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     # threads another worker holds (far slower than the load explains). Children inherit it.
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cores // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
+
+TERMINAL_NOISE = re.compile(
+    r"Warning|it/s\]|%\||\b(?:DEBUG|INFO|WARNING|ERROR) \d\d-\d\d \d\d:\d\d|^[IWEF]\d{4} \d\d:\d\d:\d\d"
+)
+"""What only a library prints: a Python or C++ warning, a raw tqdm bar, a vLLM log line, a torch
+(glog-style) log line."""
+
+
+def terminal_noise(text: str) -> list[str]:
+    """The lines of a terminal's text that siked did not write."""
+    return [line for line in re.split(r"[\r\n]", text) if TERMINAL_NOISE.search(line)]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

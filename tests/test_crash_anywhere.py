@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import terminal_noise
 from siked.rundir import stale_staging
 
 pytestmark = [pytest.mark.slow, pytest.mark.long]
@@ -54,8 +54,6 @@ STAGES = ["data", "teacher", "iter1/mix", "iter1/train", "iter1/eval", "iter1/sa
           "iter2/train", "iter2/eval", "baselines/pot/mix", "baselines/pot/train", "baselines/pot/step-1/eval",
           "baselines/pot/step-2/eval", "baselines/pot/eval", "routing"]
 RUN_TIMEOUT_S = 900
-TERMINAL_NOISE = re.compile(r"Warning|it/s\]|%\|")
-"""A Python warning or a raw tqdm bar on the terminal."""
 
 
 def start_run(out: Path, console: Path, cache: Path, *overrides: str) -> subprocess.Popen:
@@ -218,8 +216,7 @@ def report_sections(run: Path) -> list[str]:
 
 
 def noisy_lines(console: Path) -> list[str]:
-    text = console.read_text(encoding="utf-8", errors="replace")
-    return [line for line in re.split(r"[\r\n]", text) if TERMINAL_NOISE.search(line)]
+    return terminal_noise(console.read_text(encoding="utf-8", errors="replace"))
 
 
 def test_a_run_killed_anywhere_and_rerun_ends_as_an_uninterrupted_run(model_cache: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_RUN
+from conftest import TINY_RUN, terminal_noise
 from siked.config import load_config
 from siked.loop import run
 from siked.stages import LOG
@@ -110,7 +110,8 @@ def free_port() -> int:
 def test_siked_run_launches_its_training_stage_on_two_processes(model_cache: Path, tmp_path: Path) -> None:
     """What `train.launcher.num_processes=2` does on a 2-GPU node, on CPU: accelerate launch, gloo DDP."""
     out = tmp_path / "run"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # OMP_NUM_THREADS unset, as on a user's shell: siked sets it per process (torch's launcher would warn)
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
     done = subprocess.run(cli_run(out, "train.launcher.num_processes=2", f"train.launcher.main_process_port={free_port()}",
                                   "train.per_device_batch_size=1"), capture_output=True, text=True, env=env,
                           timeout=1800)
@@ -120,5 +121,6 @@ def test_siked_run_launches_its_training_stage_on_two_processes(model_cache: Pat
     assert train["processes"] == 2 and train["steps"] == 2
     log = (out / "iter1" / "train" / LOG).read_text()
     assert "accelerate.commands.launch --num_processes 2" in log
+    assert not terminal_noise(done.stdout + done.stderr)  # DDP's C++ warnings stay in the log
     assert manifest["stages"]["iter1/eval"]["status"] == "done"
     assert json.loads((out / "metrics.json").read_text())["iterations"][0]["train"]["processes"] == 2

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import terminal_noise
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [
@@ -51,6 +53,7 @@ def test_the_gpu_smoke_script_runs_every_line_on_a_cpu(model_cache: Path, tmp_pa
     assert metrics["iterations"][0]["generation_backend"] == {"eval": "vllm", "sample": "vllm"}
     assert "| Generation backend | vllm (generation.backend is vllm) |" in (out / "run" / "report.md").read_text()
     assert "training on 2 process(es)" in done.stdout
+    assert not terminal_noise(done.stdout + done.stderr)  # vLLM's and DDP's lines stay in each stage's log
     table = done.stdout[done.stdout.index("peak GPU MiB"):]
     for stage in stages:  # one row per stage, without GPU memory on a CPU
         assert re.search(rf"^{re.escape(stage)} +[0-9.]+ +- ", table, re.MULTILINE), (stage, table)

@@ -10,10 +10,10 @@ marks the stage done. See `siked.stages` for the parent side.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import traceback
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import ValidationError
 from rich.console import Console
+from rich.logging import RichHandler
 
 from siked.config import SikedConfig
 from siked.errors import SikedError, one_line
@@ -189,17 +190,16 @@ def sample_stage(request: StageRequest[SampleArgs], console: Any) -> tuple[list[
 
 @stage_body(RouteArgs)
 def route_stage(request: StageRequest[RouteArgs], console: Any) -> tuple[list[Path], RoutingInfo]:
-    """Every set decoded with each strategy forced."""
+    """Every set decoded with each strategy the student was taught, forced."""
     from siked.evaluation import routing
     from siked.metrics import RoutingResult
-    from siked.strategies import strategy_names
     from siked.student.decode import greedy_graded
 
     args, table = request.args, {}
     with graded_student(request, console) as (student, grade):
         for key, path in args.sets.items():
             problems = read_jsonl(path, Problem)
-            forced = {name: greedy_graded(student, problems, grade, name)[1] for name in strategy_names()}
+            forced = {name: greedy_graded(student, problems, grade, name)[1] for name in student.strategies}
             table[key] = routing(problems, forced)
             result = RoutingResult.read(table[key])
             console.print(f"  routing {key}: best single {result.best_single_strategy} "
@@ -254,28 +254,34 @@ def report_failure(exc: Exception, request_path: Path, console: Console) -> None
             staging.write_text(message, encoding="utf-8")
 
 
-def warnings_to_log(log: Path) -> None:
-    """Write Python warnings to the stage's log only: the loop's terminal shows siked's own lines,
-    and the libraries' notices stay where someone reading a stage's history finds them."""
-
-    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-             file: Any = None, line: str | None = None) -> None:
-        with log.open("a", encoding="utf-8") as sink:
-            sink.write(warnings.formatwarning(message, category, filename, lineno, line))
-
-    warnings.showwarning = show
+def libraries_to_log(log: Path) -> Console:
+    """Point this process's stdout and stderr (file descriptors 1 and 2) at the stage's log, so that
+    what the libraries print there (vLLM's logging, c10's C++ warnings, raw tqdm bars, and those of
+    every process they start) stays in the log; siked's console keeps the original stderr, which
+    the loop copies to the log and shows."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    shown = open(os.dup(2), "w", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115 (for the process' life)
+    sink = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(sink, 1)
+    os.dup2(sink, 2)  # Python's warnings and tracebacks included
+    os.close(sink)
+    console = Console(file=shown)
+    own = logging.getLogger("siked")  # siked's own warnings (a sandbox without isolation) stay in view
+    handler = RichHandler(console=console, show_time=False, show_path=False)
+    handler.setLevel(logging.WARNING)
+    own.addHandler(handler)
+    return console
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if os.environ.get(PARENT_ENV):  # a stage of `siked run`; ranks under a launcher die with it too
         die_with_parent()
-    console = Console(stderr=True)
     if len(argv) != 1:
-        console.print("usage: python -m siked.stage_worker RUN/<stage>/request.json")
+        Console(stderr=True).print("usage: python -m siked.stage_worker RUN/<stage>/request.json")
         return 2
-    if os.environ.get(PARENT_ENV):
-        warnings_to_log(Path(argv[0]).parent / LOG)
+    console = libraries_to_log(Path(argv[0]).parent / LOG) if os.environ.get(PARENT_ENV) else Console(stderr=True)
     # siked shows its own progress; the libraries' download/map bars would only clutter the log
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")

@@ -4,9 +4,10 @@ The loop (the parent) never imports torch: it writes a stage request (the stage'
 and its kind's arguments, as JSON) into the stage's folder and runs `python -m siked.stage_worker`
 on it, or `accelerate launch ... -m siked.stage_worker` for a training stage on several
 processes. The child loads the model, does the work, writes the stage's outputs and then
-`result.json` atomically, and exits, handing every byte of CPU and GPU memory back. Its output
-is streamed to the console and appended to the stage's `log.txt`; a failure becomes a
-`StageError` naming the stage, quoting the log's last line and pointing at the log.
+`result.json` atomically, and exits, handing every byte of CPU and GPU memory back. What the
+libraries print in the child goes to the stage's `log.txt` only; siked's own lines and progress
+bars are streamed to the console and appended to the log. A failure becomes a `StageError`
+naming the stage, quoting the child's error (else the log's last line) and pointing at the log.
 
 A child dies with the loop, even a SIGKILLed one (`siked.lifeline`), and runs in a process group
 of its own, which is stopped as a whole when the loop is interrupted or the child ends, so that
@@ -105,8 +106,11 @@ def read_error(path: Path | None) -> str | None:
         return None
 
 
-def child_environment(console_file: IO[str]) -> dict[str, str]:
+def child_environment(console_file: IO[str], processes: int = 1) -> dict[str, str]:
     env = {**os.environ, PARENT_ENV: str(os.getpid()), "PYTHONUNBUFFERED": "1"}
+    if processes > 1:  # torch's launcher would set 1 thread per process, warning on the terminal that it did
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        env.setdefault("OMP_NUM_THREADS", str(max(1, cores // processes)))
     if console_file.isatty():  # the child's progress bars draw on the loop's terminal
         env.setdefault("TTY_COMPATIBLE", "1")
         env.setdefault("COLUMNS", str(os.get_terminal_size(console_file.fileno()).columns))
@@ -145,7 +149,7 @@ def stop_group(process: subprocess.Popen) -> None:
 
 
 def run_child(command: list[str], stage: str, log: Path, console_file: IO[str] | None = None,
-              error_file: Path | None = None) -> None:
+              error_file: Path | None = None, processes: int = 1) -> None:
     """Run `command`, streaming its output to `console_file` and appending it to `log`; a child that
     fails with its own error message leaves it in `error_file`."""
     console_file = console_file or sys.stderr
@@ -155,7 +159,7 @@ def run_child(command: list[str], stage: str, log: Path, console_file: IO[str] |
         sink.write(f"=== {stamp} stage {stage}: {' '.join(command)}\n".encode())
         sink.flush()
         process = subprocess.Popen(wrap(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, env=child_environment(console_file),
+                                   stdin=subprocess.DEVNULL, env=child_environment(console_file, processes),
                                    start_new_session=True)
         assert process.stdout is not None
         try:
@@ -184,5 +188,6 @@ def run_stage(request: StageRequest[StageArgs[Info]], stage_dir: Path, *, launch
         earlier.unlink(missing_ok=True)
     request.write(request_path)
     run_child(launch_command(request_path, launcher), str(request.stage), stage_dir / LOG,
-              getattr(console, "file", None), error_file=stage_dir / ERROR)
+              getattr(console, "file", None), error_file=stage_dir / ERROR,
+              processes=launcher.num_processes if launcher is not None else 1)
     return read_result(result_path, request)

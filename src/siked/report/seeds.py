@@ -84,14 +84,14 @@ def model_folders(run_dir: Path, metrics: Metrics) -> dict[str, Path]:
     """Label -> model folder (`iter<k>`, `baselines/<method>`) for every evaluated model of one run."""
     method = metrics.run.method or "siked"
     if method != "siked":
-        return {method: run_dir / "baselines" / method}
+        return {method: run_dir / str(ModelName(baseline=method))}
     label = run_label(metrics.run)  # names the line and mode: `SIKeD unbiased adaptive`, the control
     folders = {f"{label} iteration {it.iteration}": run_dir / str(ModelName(iteration=it.iteration))
                for it in metrics.iterations}
     best, _ = metrics.best()
     if best is not None:
         folders[f"{label} {CHOSEN}"] = run_dir / str(ModelName(iteration=best.iteration))
-    folders.update({name: run_dir / "baselines" / name for name in metrics.baselines})
+    folders.update({name: run_dir / str(ModelName(baseline=name)) for name in metrics.baselines})
     return folders
 
 

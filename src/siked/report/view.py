@@ -9,6 +9,7 @@ from pathlib import Path
 
 from siked.errors import one_line
 from siked.metrics import NO_STRATEGY, VALIDATION, Iteration, Metrics, MetricsError, run_label
+from siked.names import ModelName
 
 CONFIG_FILE = "config.yaml"
 STRATEGY_ORDER = ("cot", "l2m", "pot")
@@ -58,7 +59,8 @@ def model_folder(run_dir: Path, metrics: Metrics, iteration: int) -> Path:
     """Where iteration `iteration`'s model keeps its outputs (`iter<k>/eval/...`); a lone baseline's
     one iteration is its chosen model, in `baselines/<method>`."""
     method = metrics.run.method or "siked"
-    return run_dir / "baselines" / method if method != "siked" else run_dir / f"iter{iteration}"
+    name = ModelName(baseline=method) if method != "siked" else ModelName(iteration=iteration)
+    return run_dir / str(name)
 
 
 def dataset_names(metrics: Metrics) -> list[str]:

@@ -26,8 +26,10 @@ if [ "$CPU" = 1 ]; then
     SMOKE_TRAIN=${SMOKE_TRAIN:-8} SMOKE_TEST=${SMOKE_TEST:-4} SMOKE_TOKENS=${SMOKE_TOKENS:-32} SMOKE_SAMPLES=${SMOKE_SAMPLES:-2}
     # one micro-batch per step and two steps: the launch, the gradient all-reduce and the checkpoint
     # path are the GPU run's; the preset's 16 examples per step would only make it slower
-    # (and no routing pass: another engine start and three forced decodings)
-    CPU_SETS=(--set train.gradient_accumulation_steps=1 --set train.max_steps=2 --set loop.routing=false)
+    # (and no routing pass nor baseline: each is another engine start, the baseline another launch
+    # too; the iterations already take every path the GPU run's baseline and routing take)
+    CPU_SETS=(--set train.gradient_accumulation_steps=1 --set train.max_steps=2 --set loop.routing=false
+              --set 'loop.baselines=[]')
     TCMALLOC=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
     [ -e "$TCMALLOC" ] && export LD_PRELOAD=$TCMALLOC  # vLLM's CPU engine wants it
 else

@@ -27,11 +27,19 @@ def terminal_noise(text: str) -> list[str]:
     return [line for line in re.split(r"[\r\n]", text) if TERMINAL_NOISE.search(line)]
 
 
+SHARED_FIXTURES = {"tiny_run": "tiny_run", "trained": "trained_student"}
+"""Fixtures that cost a real run or training (fixture -> xdist group): the tests that use one go to
+one worker, which builds it once."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `--dist loadgroup`, the tests of the shared tiny run go to one worker, which builds it once."""
+    """Under `--dist loadgroup`, the tests of a shared fixture go to one worker (SHARED_FIXTURES)."""
     for item in items:
-        if "tiny_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("tiny_run"))
+        for fixture, group in SHARED_FIXTURES.items():
+            if fixture in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(group))
+                break
 
 
 def smollm2_installed() -> bool:

@@ -116,6 +116,8 @@ CASES = {
                                  "--out", "r3"], "badrows.jsonl:2: not valid JSON"),
         ("missing teacher file", ["run", "--set", "teacher.backend=file", "--set", "teacher.file.path=nope.jsonl", "--out", "r4"],
          "nope.jsonl: no such file"),
+        ("no training question left", ["run", "--set", "data.train.limit=2", "--out", "r5"],
+         "data.train: all 2 problems loaded went to validation (data.validation_fraction 0.5)"),
     ],
     "eval": [
         ("unknown model", ["eval", UNKNOWN_MODEL, "--data", "gsm_symbolic:test", "--limit", "1"],

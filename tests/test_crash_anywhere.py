@@ -156,6 +156,8 @@ def run_until(point: KillPoint, out: Path, console: Path, cache: Path) -> str | 
     time.sleep(point.delay_s)
     family = psutil.Process(loop.pid).children(recursive=True)
     in_flight = next((name for name, entry in stages(out).items() if entry["status"] == "running"), None)
+    # the loop itself stays torch-free: every heavy stage runs in a child, which takes its memory along
+    assert "libtorch" not in Path(f"/proc/{loop.pid}/maps").read_text(), f"the loop loaded torch by {point.stage}"
     os.killpg(loop.pid, signal.SIGKILL)
     assert loop.wait() == -signal.SIGKILL
     _, alive = psutil.wait_procs(family, timeout=15)  # the stage children die with the loop

@@ -101,13 +101,13 @@ def test_best_iteration_is_chosen_on_validation_else_the_last_one():
 # The issue's "done when": tiny limits on the embedded default, through the real command.
 DONE_WHEN = [
     "data.train.limit=8",
-    "data.evaluation=[{name: gsm_symbolic, split: test, limit: 4}]",
+    "data.evaluation=[{name: gsm_symbolic, split: test, limit: 2}]",
     "train.max_steps=2",
     "train.max_length=192",
     "train.gradient_accumulation_steps=1",
     "generation.samples=1",
-    "generation.max_new_tokens=32",
-    "generation.eval_max_new_tokens=32",
+    "generation.max_new_tokens=16",
+    "generation.eval_max_new_tokens=16",
     "loop.max_iterations=2",
     "loop.patience=0",
     "loop.stage_processes=false",  # each stage in this process: the same artifacts, half the time
@@ -127,6 +127,12 @@ def run_command(out: Path, *settings: str) -> dict:
     return json.loads((out / "metrics.json").read_text())
 
 
+LONG = pytest.mark.long
+"""A mode whose mixing rule tests/test_mixing.py checks on records: the whole run, wiring included,
+runs with `pytest -m long`, not in CI (its 30 minutes hold the runs every default takes)."""
+
+
+@LONG
 def test_student_mode_run_finishes_with_teacher_data_first_and_as_fallback(tmp_path: Path):
     out = tmp_path / "student"
     metrics = run_command(out, "mixing.mode=student")
@@ -155,7 +161,7 @@ def test_run_without_validation_picks_the_last_iteration_routes_and_evaluates(tm
     assert metrics["best_rule"] == BEST_IS_LAST
     assert f"(chosen by {BEST_IS_LAST})" in (out / "report.md").read_text()
     routing = json.loads((out / "routing.json").read_text())
-    assert routing["gsm_symbolic:test"]["questions"] == 4
+    assert routing["gsm_symbolic:test"]["questions"] == 2
     assert set(routing["gsm_symbolic:test"]["forced_accuracy"]) == {"cot", "pot"}  # the taught strategies only
     # the unbiased line: one forced pass per taught strategy; adaptive per (question, strategy) fills exactly the unsolved pairs
     by_mode = metrics["iterations"][0]["student"]["by_mode"]
@@ -175,6 +181,7 @@ def test_run_without_validation_picks_the_last_iteration_routes_and_evaluates(tm
     assert set(summary["routing"]["forced_accuracy"]) == {"cot", "pot"}
 
 
+@LONG
 def test_biased_line_keeps_one_solution_per_question_and_own_epochs_baselines_choose_on_validation(tmp_path: Path):
     out = tmp_path / "biased"
     metrics = run_command(out, "mixing.line=biased", "mixing.priority=[l2m, pot, cot]", "train.max_steps=-1",
@@ -197,6 +204,7 @@ def test_biased_line_keeps_one_solution_per_question_and_own_epochs_baselines_ch
     assert "| Method | SIKeD biased adaptive |" in report and "biased line, adaptive mixing" in report
 
 
+@LONG
 def test_teacher_only_control_repeats_the_iterations_on_teacher_data(tmp_path: Path):
     out = tmp_path / "control"
     metrics = run_command(out, "mixing.mode=teacher")

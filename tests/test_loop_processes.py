@@ -36,8 +36,10 @@ def cli_run(out: Path, *overrides: str) -> list[str]:
     return args
 
 
+@pytest.mark.long  # tests/test_crash_anywhere.py checks the loop's memory for torch at each of its kills
 def test_the_loop_process_never_imports_torch(model_cache: Path, tmp_path: Path) -> None:
-    """Training, evaluation, sampling and routing all ran, each in a child; the loop stayed torch-free."""
+    """Training, evaluation, sampling and routing all ran, each in a child; the loop stayed torch-free
+    (neither torch nor transformers in its modules)."""
     out = tmp_path / "run"
     overrides = [*SMALL, "loop.max_iterations=2", "loop.routing=true"]
     code = ("import sys; from siked.config import load_config; from siked.loop import run; "

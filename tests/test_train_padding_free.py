@@ -116,7 +116,7 @@ def test_packed_rows_give_every_example_its_padded_loss(model_cache: Path, tmp_p
 
     model, tokenizer = load_model("embedded:smollm2", dtype="float32", device="cpu")
     model.eval()
-    examples = mixed_length_examples(16)
+    examples = mixed_length_examples(8)
     padded, _, _ = _per_example_losses(model, _batches(False, model, tokenizer, examples, tmp_path))
     packed_batches = _batches(False, model, tokenizer, examples, tmp_path / "packed", padding_free=True)
     assert all(batch["input_ids"].shape[0] == 1 for batch in packed_batches)

@@ -34,7 +34,7 @@ pytestmark = [
 def test_the_gpu_smoke_script_runs_every_line_on_a_cpu(model_cache: Path, tmp_path: Path) -> None:
     """`CPU=1 bash scripts/gpu-smoke.sh`, the rehearsal of the script a lent GPU runs: the paper preset
     with vLLM sampling and evaluation and the training stage launched on 2 processes (gloo), 2
-    iterations and a combined baseline. Every sampling and evaluation stage ran on vLLM, every
+    iterations (the CPU mode leaves the baseline and routing out). Every sampling and evaluation stage ran on vLLM, every
     training stage on 2 processes, and the script printed its stage table."""
     out = tmp_path / "smoke"
     env = {**os.environ, "CPU": "1", "PYTHON": sys.executable, "OUT": str(out), "OMP_NUM_THREADS": "1"}
@@ -43,10 +43,10 @@ def test_the_gpu_smoke_script_runs_every_line_on_a_cpu(model_cache: Path, tmp_pa
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
     manifest = json.loads((out / "run" / "manifest.json").read_text())
     stages = manifest["stages"]
-    for stage in ("iter1/eval", "iter1/sample", "iter2/eval", "baselines/combined/eval"):
+    for stage in ("iter1/eval", "iter1/sample", "iter2/eval"):
         assert stages[stage]["info"]["backend"] == "vllm", stage
         assert stages[stage]["info"]["backend_choice"] == "generation.backend is vllm"
-    for stage in ("iter1/train", "iter2/train", "baselines/combined/train"):
+    for stage in ("iter1/train", "iter2/train"):
         assert stages[stage]["info"]["processes"] == 2, stage
     metrics = json.loads((out / "run" / "metrics.json").read_text())
     assert metrics["run"]["generation_backend"] == "vllm (generation.backend is vllm)"

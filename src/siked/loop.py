@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 
 from siked.config import DatasetSpec, LauncherConfig, SikedConfig, dump_config
-from siked.data import load_spec, split_validation
+from siked.data import DataError, load_spec, split_validation
 from siked.data.splits import split_validation_by_template
 from siked.io import read_jsonl, write_jsonl
 from siked.metrics import (
@@ -164,7 +164,12 @@ class Loop:
 
         def load() -> tuple[list[Path], DataInfo]:
             split = split_validation_by_template if data.validation_by_template else split_validation
-            train, validation = split(load_spec(data.train), data.validation_fraction, data.split_seed)
+            loaded = load_spec(data.train)
+            train, validation = split(loaded, data.validation_fraction, data.split_seed)
+            if loaded and not train:
+                raise DataError(f"data.train: all {len(loaded)} problems loaded went to validation "
+                                f"(data.validation_fraction {data.validation_fraction}): raise data.train.limit "
+                                "or lower data.validation_fraction")
             write_jsonl(paths["train"], train)
             write_jsonl(paths[VALIDATION], validation)
             counts = {"train": len(train), VALIDATION: len(validation)}

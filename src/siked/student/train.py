@@ -444,6 +444,8 @@ def train_student(
     write loadable snapshots (`siked.student.snapshots`) at these steps, every epoch's end and the
     end; None writes none.
     """
+    if previous is not None and not Path(previous).is_dir():  # before the seconds of importing trl
+        raise ModelError(f"previous iteration {previous} is not a directory (give a `siked train` output directory)")
     from datasets import Dataset
     from trl import SFTTrainer
 
@@ -458,8 +460,6 @@ def train_student(
     out_dir.mkdir(parents=True, exist_ok=True)
     if default_device() == "cpu":
         keep_freed_memory()
-    if previous is not None and not Path(previous).is_dir():
-        raise ModelError(f"previous iteration {previous} is not a directory (give a `siked train` output directory)")
     strategies = config.teacher.strategies
     fingerprint = train_fingerprint(examples, base_model or config.student.model, previous, train_cfg,
                                     config.student.prompt_style, strategies)

@@ -26,7 +26,7 @@ import pytest
 from conftest import terminal_noise
 from siked.rundir import stale_staging
 
-pytestmark = [pytest.mark.slow, pytest.mark.long]
+pytestmark = pytest.mark.slow
 
 CRASH_RUN = [
     "data.train={name: gsm_symbolic, split: train, limit: 4}",

@@ -109,6 +109,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.long  # in CI, tests/test_vllm_loop.py launches every training stage of its run on 2 processes
 def test_siked_run_launches_its_training_stage_on_two_processes(model_cache: Path, tmp_path: Path) -> None:
     """What `train.launcher.num_processes=2` does on a 2-GPU node, on CPU: accelerate launch, gloo DDP."""
     out = tmp_path / "run"

@@ -11,6 +11,10 @@ of 8 per step (at max length 512 on a CPU it took over 13 GB and was OOM-killed 
 `packed-2x4` and `packed-8x1`, padding-free rows (`train.padding_free`: each micro-batch
 concatenated, attention kept inside each example by the position ids); it prints non-padding
 tokens/s of each and their ratios to the current path. `--compare lora-full` is below.
+`--compare profile` traces `--steps` optimizer steps (after 2 unprofiled ones) of the grouped
+2x4 path with torch's profiler and prints where the time goes: the operators by self time, and
+the same time in groups (the LM head and its loss, the other matmuls, attention, LoRA's small
+matmuls, the optimizer, dtype casts, the rest).
 On a busy machine, set OMP_NUM_THREADS=1: two threads that wait for each other at every operation
 slow down far more than the load alone explains, and unevenly from run to run.
 
@@ -35,6 +39,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -102,6 +107,80 @@ def worker(mode: str, args: argparse.Namespace) -> None:
     print(json.dumps(result.to_json()))
 
 
+# First match wins; an operator's name and input shapes are matched. The vocabulary (49152) also
+# shows as chunks of 32768 and 16384 in the loss's operators.
+PROFILE_GROUPS = (
+    ("LM head + loss", ("49152", "32768", "16384", "cross_entropy", "log_softmax", "nll_loss")),
+    ("attention", ("scaled_dot_product", "flash_attention", "_efficient_attention", "softmax")),
+    ("LoRA matmuls", (", 16]", "[16, ")),
+    ("other matmuls", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
+    ("optimizer", ("adam", "_foreach", "Optimizer")),
+    ("dtype casts and copies", ("aten::to", "aten::copy_", "aten::_to_copy", "aten::clone")),
+)
+
+
+def profile_worker(args: argparse.Namespace) -> None:
+    """Profile `args.steps` optimizer steps of LoRA training (grouped 2x4) and print where the time goes."""
+    from collections import defaultdict
+
+    import torch
+    from transformers import TrainerCallback
+
+    from siked.config import SikedConfig
+    from siked.student import train_student
+    from siked.student.trainer_args import training_dtype
+
+    skip = 2
+
+    class ProfileSteps(TrainerCallback):
+        profiler = None
+
+        def on_step_begin(self, _args, state, control, **kwargs):
+            if state.global_step == skip:
+                self.profiler = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                                       record_shapes=True)
+                self.profiler.__enter__()
+                self.started = time.perf_counter()
+
+        def on_step_end(self, _args, state, control, **kwargs):
+            if self.profiler is not None and state.global_step == skip + args.steps:
+                self.wall = time.perf_counter() - self.started
+                self.profiler.__exit__(None, None, None)
+                self.events = self.profiler.key_averages(group_by_input_shape=True)
+                self.profiler = None
+
+    cfg = SikedConfig()
+    cfg.train = cfg.train.model_copy(update={"max_length": args.max_length, "save_steps": 10_000,
+                                             "group_by_length": True})
+    probe = ProfileSteps()
+    with tempfile.TemporaryDirectory(prefix="siked-bench-profile-") as out:
+        train_student(mixed_length_examples(args.examples), cfg, Path(out) / "student",
+                               max_steps=skip + args.steps, progress=False, callbacks=[probe])
+    rows = [(e.key, str(e.input_shapes), e.self_cpu_time_total / 1e6, e.count) for e in probe.events]
+    total = sum(r[2] for r in rows)
+    console.print(f"{args.steps} profiled steps: {probe.wall:.1f} s wall, {total:.1f} s of operator self time "
+                  f"(training dtype {training_dtype(cfg.train)}, torch threads {torch.get_num_threads()})")
+    table = Table(title="operators by self time (top 20)")
+    for column in ("operator", "input shapes", "calls", "self s", "share"):
+        table.add_column(column, justify="left" if column in ("operator", "input shapes") else "right")
+    for key, shapes, seconds, calls in sorted(rows, key=lambda r: -r[2])[:20]:
+        table.add_row(key, shapes[:60], str(calls), f"{seconds:.2f}", f"{seconds / total:.0%}")
+    console.print(table)
+    groups: dict[str, float] = defaultdict(float)
+    for key, shapes, seconds, _ in rows:
+        name = f"{key} {shapes}"
+        group = next((g for g, needles in PROFILE_GROUPS if any(n in name for n in needles)), "the rest")
+        groups[group] += seconds
+    summary = Table(title="self time in groups")
+    summary.add_column("group")
+    summary.add_column("self s", justify="right")
+    summary.add_column("share", justify="right")
+    for group, seconds in sorted(groups.items(), key=lambda g: -g[1]):
+        summary.add_row(group, f"{seconds:.2f}", f"{seconds / total:.0%}")
+    console.print(summary)
+    print(json.dumps({"wall_s": probe.wall, "self_s": total, "groups": groups}))
+
+
 def run_worker(mode: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--worker", mode, "--examples", str(args.examples),
                "--steps", str(args.steps), "--max-length", str(args.max_length)]
@@ -114,7 +193,7 @@ def run_worker(mode: str, args: argparse.Namespace) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--compare", choices=["grouping", "lora-full"], default="grouping")
+    parser.add_argument("--compare", choices=["grouping", "lora-full", "profile"], default="grouping")
     parser.add_argument("--modes", default="random-2x4,grouped-2x4",
                         help="grouping: the runs to compare, comma-separated (random-2x4 always runs).")
     parser.add_argument("--examples", type=int, default=None,
@@ -122,15 +201,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None,
                         help="Optimizer steps per run, 8 sequences each (default: grouping 24, lora-full 4).")
     parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--worker", choices=["lora", "full", "lora-default-malloc", *GROUPING_MODES],
+    parser.add_argument("--worker", choices=["lora", "full", "lora-default-malloc", "profile", *GROUPING_MODES],
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
     grouping = args.compare == "grouping"
     args.examples = args.examples or (80 if grouping else 32)
     args.steps = args.steps or (24 if grouping else 4)
+    if args.compare == "profile" and args.steps > 8:
+        args.steps = 4  # a trace of more steps holds GBs
+    if args.worker == "profile":
+        profile_worker(args)
+        return
     if args.worker:
         worker(args.worker, args)
         return
+    if args.compare == "profile":
+        command = [sys.executable, __file__, "--worker", "profile", "--examples", str(args.examples),
+                   "--steps", str(args.steps), "--max-length", str(args.max_length)]
+        raise SystemExit(subprocess.run(command).returncode)
     if grouping:
         compare_grouping(args)
         return

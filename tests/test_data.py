@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 import re
@@ -488,6 +489,20 @@ def test_jsonl_errors_name_file_and_line(tmp_path: Path) -> None:
         load_problems("jsonl", "test", data_file=path, question_field="q", id_field="id")
     with pytest.raises(DataError, match=re.escape(f"{tmp_path / 'absent.jsonl'}: no such file")):
         load_problems("jsonl", "test", data_file=tmp_path / "absent.jsonl")
+
+
+def test_jsonl_gzip_is_read_and_found_beside_the_plain_name(tmp_path: Path) -> None:
+    rows = [{"question": "1+1?", "answer": 2}, {"question": "2+2?", "answer": 4}]
+    plain = write_jsonl(tmp_path / "plain.jsonl", rows)
+    packed = tmp_path / "packed.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    expected = [(p.question, p.answer) for p in load_problems("jsonl", "test", data_file=plain)]
+    assert expected == [("1+1?", 2.0), ("2+2?", 4.0)]
+    for path in (packed, tmp_path / "packed.jsonl"):  # the second exists only compressed
+        assert [(p.question, p.answer) for p in load_problems("jsonl", "test", data_file=path)] == expected
+    packed.write_bytes(gzip.compress(b'{"question": "1+1?", "answer": 2}\n{"question": \n'))
+    with pytest.raises(DataError, match=re.escape(f"{packed}:2: not valid JSON")):
+        load_problems("jsonl", "test", data_file=tmp_path / "packed.jsonl")
 
 
 # --- validation split -----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -74,12 +75,21 @@ def write_jsonl(path: Path, records: Iterable[BaseModel | dict[str, Any]]) -> in
     return count
 
 
-def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; a bad line names file and line."""
+def jsonl_source(path: Path | str) -> Path:
+    """`path`, or `path.gz` when only that exists (run files are committed compressed)."""
     path = Path(path)
+    compressed = path.with_name(path.name + ".gz")
+    return compressed if not path.exists() and compressed.is_file() else path
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a bad line names file and line. A gzip file
+    is read as its text, and `x.jsonl` from `x.jsonl.gz` when only that exists."""
+    path = jsonl_source(path)
     if not path.is_file():
         raise RecordError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as handle:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as handle:
         for lineno, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

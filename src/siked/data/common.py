@@ -35,8 +35,8 @@ def raw_file(data_file: Path | None, name: str) -> Path | None:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line number, object) for each non-blank line of a JSON Lines file."""
-    require_file(path)
+    """Yield (1-based line number, object) for each non-blank line of a JSON Lines file (gzip too)."""
+    path = require_file(siked_io.jsonl_source(path))
     try:
         yield from siked_io.iter_jsonl(path)
     except siked_io.RecordError as exc:

@@ -215,7 +215,7 @@ def test_reference_teacher_on_gsm8k_train_slice(tmp_path):
     stats = json.loads((tmp_path / "teacher_stats.json").read_text())
     assert stats["reference_solutions"] is True and stats["origin"] == "teacher:reference"
     assert stats["requests"] == 0 and "not an LLM" in stats["notice"]
-    assert "not an LLM" in console_text.getvalue()
+    assert console_text.getvalue().count("not an LLM") == 1  # said once, with the stats
     by = stats["by_strategy"]
     assert by["cot"]["solve_rate"] == 1.0 and by["l2m"]["solve_rate"] == 1.0
     assert by["pot"]["solve_rate"] >= 0.95  # executed in the sandbox, graded against the gold

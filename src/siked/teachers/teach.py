@@ -93,8 +93,6 @@ def teach(
         console.print(f"teacher: {len(problems) - len(gradable)} problem(s) without a numeric gold answer skipped")
 
     teacher = make_teacher(teacher_config)
-    if teacher.backend == "reference":
-        console.print(f"[bold yellow]{REFERENCE_NOTICE}[/]")
     context = SolveContext(
         strategies=strategies,
         samples=teacher_config.samples,

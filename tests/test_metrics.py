@@ -213,6 +213,15 @@ def test_metrics_are_built_from_the_typed_stage_records_of_a_manifest(tmp_path: 
     assert load_metrics(tmp_path) == metrics
 
 
+def test_a_malformed_stage_entry_is_named_not_skipped(tmp_path: Path) -> None:
+    from siked.rundir import RunDir, RunDirError
+
+    stages = recorded_run()
+    stages["iter1/train"]["outputs"] = 5
+    with pytest.raises(RunDirError, match=r"manifest.json: stage 'iter1/train': outputs: Input should be a valid list"):
+        RunDir(tmp_path, {"created": "2026-11-22T09:59:00+00:00", "stages": stages}).results()
+
+
 def test_stage_records_and_metrics_blocks_stay_apart() -> None:
     """A `StageInfo` (the manifest's record of one stage, e.g. `TrainInfo`) is never a block of
     metrics.json, whose training block is `TrainStats` (the mix and the training joined)."""

@@ -7,6 +7,8 @@ anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class SikedError(Exception):
     """Bad input or an unusable resource: a file, a row, a config value, a server, a model."""
@@ -15,3 +17,9 @@ class SikedError(Exception):
 def one_line(exc: BaseException) -> str:
     """A library's (often multi-line) exception text on one line, for a `SikedError` message."""
     return " ".join(str(exc).split())
+
+
+def fields_message(exc: Any, prefix: str = "") -> str:
+    """A pydantic `ValidationError` on one line: each field's dotted name and message, without links."""
+    return "; ".join(f"{prefix}{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
+                     for e in exc.errors())

@@ -21,9 +21,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from siked.config import SikedConfig
 from siked.config_teacher import nest_flat_teacher
-from siked.errors import SikedError, one_line
+from siked.errors import SikedError, fields_message, one_line
 from siked.io import write_json
 from siked.metrics import StageInfo
 from siked.metrics.results import RunResults, StageEntry
@@ -313,9 +315,13 @@ class RunDir:
         entries = {}
         for key, entry in self.manifest["stages"].items():
             try:
-                entries[StageName.parse(key)] = StageEntry.read(entry)
+                stage = StageName.parse(key)
             except ValueError:
                 continue
+            try:
+                entries[stage] = StageEntry.read(entry)
+            except ValidationError as exc:
+                raise RunDirError(f"{self.path / MANIFEST}: stage {key!r}: {fields_message(exc)}") from None
         return RunResults(path=self.path, created=self.manifest.get("created", ""), entries=entries,
                           done=frozenset(stage for stage in entries if self.is_done(stage)))
 

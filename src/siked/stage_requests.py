@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from siked.config import CHECKED_BY_PARENT, SikedConfig
-from siked.errors import SikedError, one_line
+from siked.errors import SikedError, fields_message, one_line
 from siked.io import write_json
 from siked.metrics import EvalInfo, RoutingInfo, SampleInfo, StageInfo, TeacherInfo, TrainInfo
 from siked.names import ModelName, StageName
@@ -31,12 +31,6 @@ Info = TypeVar("Info", bound=StageInfo)
 
 class StageError(SikedError):
     """A stage's request, child process or result failed; the message names the stage."""
-
-
-def fields_message(exc: ValidationError, prefix: str = "") -> str:
-    """A pydantic error on one line: each field's dotted name and message, without links."""
-    return "; ".join(f"{prefix}{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg'].removeprefix('Value error, ')}"
-                     for e in exc.errors())
 
 
 class StageArgs(BaseModel, Generic[Info]):

@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from siked.config import SikedConfig
-from siked.errors import SikedError, one_line
+from siked.errors import SikedError, fields_message, one_line
 from siked.io import atomic_path, read_jsonl, write_json, write_jsonl
 from siked.lifeline import PARENT_ENV, die_with_parent, watch_parent
 from siked.metrics import (
@@ -51,7 +51,6 @@ from siked.stage_requests import (
     StageRequest,
     TeachArgs,
     TrainArgs,
-    fields_message,
     read_request,
     write_result,
 )

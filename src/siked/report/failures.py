@@ -13,7 +13,7 @@ from pathlib import Path
 
 from siked.errors import SikedError, one_line
 from siked.evaluation import natural_key
-from siked.io import read_jsonl
+from siked.io import jsonl_source, read_jsonl
 from siked.metrics import VALIDATION
 from siked.records import GradedSolution, Problem
 from siked.report.document import MISSING, Block, Code, Fields, Section, Subheading
@@ -62,7 +62,7 @@ def read_outputs(view: RunView, iteration: int, dataset: str) -> tuple[list[Grad
     they cannot be read."""
     path = eval_file(model_folder(view.run_dir, view.metrics, iteration), dataset)
     shown = str(path.relative_to(view.run_dir))
-    if not path.is_file():
+    if not jsonl_source(path).is_file():
         return None, f"`{shown}` is not in the run directory"
     try:
         return read_jsonl(path, GradedSolution), shown
@@ -74,7 +74,7 @@ def read_questions(run_dir: Path, dataset: str) -> dict[str, Problem]:
     """Problem id -> problem from the run's copy of the set ({}: the copy is missing or unreadable)."""
     path = problem_file(run_dir, dataset)
     try:
-        return {p.id: p for p in read_jsonl(path, Problem)} if path.is_file() else {}
+        return {p.id: p for p in read_jsonl(path, Problem)} if jsonl_source(path).is_file() else {}
     except (SikedError, OSError):
         return {}
 

@@ -12,6 +12,7 @@ from siked.metrics import (
     TrainStats,
     run_label,
 )
+from siked.report.choices import choices_section
 from siked.report.document import (
     BEST_MARK,
     MISSING,
@@ -378,7 +379,7 @@ def build_sections(view: RunView) -> list[Section]:
     if missing:
         sections.append(Section("Missing", ["Not in metrics.json yet (or not part of this run):",
                                             Bullets(missing)]))
-    optional = [teacher_section(view), routing_section(view)]
+    optional = [teacher_section(view), routing_section(view), choices_section(view)]
     sections += [
         accuracy_section(view),
         baselines_section(view),

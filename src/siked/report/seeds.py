@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from siked.evaluation import natural_key
-from siked.io import read_jsonl
+from siked.io import jsonl_source, read_jsonl
 from siked.metrics import Metrics, run_label
 from siked.names import ModelName
 from siked.records import GradedSolution
@@ -109,7 +109,7 @@ def group_models(runs: Sequence[tuple[Path, Metrics]]) -> list[ModelRuns]:
 def correctness(folder: Path, dataset: str) -> dict[str, bool] | None:
     """Problem id -> correct, from the model's greedy outputs on one set (None: not evaluated there)."""
     path = eval_file(folder, dataset)
-    if not path.is_file():
+    if not jsonl_source(path).is_file():
         return None
     return {row.problem_id: row.verdict.correct for row in read_jsonl(path, GradedSolution)}
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from siked.evaluation import natural_key, template_of
-from siked.io import read_jsonl
+from siked.io import jsonl_source, read_jsonl
 from siked.metrics import VALIDATION
 from siked.records import Problem
 from siked.report.bootstrap import BOOTSTRAP_RESAMPLES
@@ -47,7 +47,7 @@ def question_templates(run_dirs: Sequence[Path], dataset: str) -> dict[str, str]
     """Problem id -> template, from the first run holding the set's problems ({}: none does)."""
     for run_dir in run_dirs:
         path = problem_file(run_dir, dataset)
-        if path.is_file():
+        if jsonl_source(path).is_file():
             return {problem.id: template_of(problem) for problem in read_jsonl(path, Problem)}
     return {}
 

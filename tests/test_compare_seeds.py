@@ -340,3 +340,35 @@ def test_t_quantiles_match_the_table_and_its_expansion():
     assert seed_t_interval([0.1]) is None
     low, high = seed_t_interval([0.0, 0.1, 0.2])
     assert (low, high) == pytest.approx((0.1 - 4.303 * 0.1 / 3 ** 0.5, 0.1 + 4.303 * 0.1 / 3 ** 0.5))
+
+
+def test_pools_of_templates_runs_of_a_shared_label_and_one_models_accuracy(tmp_path):
+    from siked.report.primary import model_accuracy, primary_comparison
+
+    templates = {q: 1 if i < 4 else 2 if i < 8 else 3 for i, q in enumerate(QUESTIONS)}
+    cot = templated_pair(tmp_path / "cot", {
+        ("cot", 0): ["q0", "q1", "q2", "q3", "q4", "q8"],  # templates 1, 2, 3: 4/4, 1/4, 1/2
+        ("cot", 1): ["q0", "q1", "q4", "q5", "q8", "q9"],  # 2/4, 2/4, 2/2
+    }, templates)
+    short = templated_pair(tmp_path / "short", {("combined", 0): ["q0", "q1"], ("combined", 1): ["q0", "q1"]},
+                           templates)  # 2/4, 0/4, 0/2 in both seeds
+    long = templated_pair(tmp_path / "long", {("combined", 0): QUESTIONS[:8], ("combined", 1): QUESTIONS[:8]},
+                          templates)  # 4/4, 4/4, 0/2 in both seeds
+
+    accuracy = model_accuracy(cot, "cot", TEST_SET)
+    assert accuracy.per_seed == pytest.approx((7 / 12, 8 / 12)) and accuracy.estimate == pytest.approx(0.625)
+    assert (accuracy.seeds, accuracy.templates, accuracy.questions) == (2, 3, 10)
+    assert accuracy.t_low < accuracy.estimate < accuracy.t_high and accuracy.low < accuracy.estimate < accuracy.high
+    pool = model_accuracy(cot, "cot", TEST_SET, templates=["template 3"])
+    assert pool.per_seed == pytest.approx((0.5, 1.0)) and pool.templates == 1
+
+    # a pool of templates: per seed (+2/4 + 1/4) / 2 and (0 + 2/4) / 2
+    pooled = primary_comparison([*cot, *short], "cot", "combined", TEST_SET, templates={"template 1", "template 2"})
+    assert pooled.per_seed == pytest.approx((0.375, 0.25)) and (pooled.templates, pooled.questions) == (2, 8)
+    # the reference from other runs: the long combined runs only, not averaged with the short ones
+    against_long = primary_comparison(cot, "cot", "combined", TEST_SET, reference_runs=long)
+    assert against_long.per_seed == pytest.approx((-1 / 12, 0.0)) and against_long.repeats == 0
+    mixed = primary_comparison([*cot, *short, *long], "cot", "combined", TEST_SET)
+    assert mixed.repeats == 2  # what reference_runs avoids: the two combined runs of a seed averaged
+    with pytest.raises(ValueError, match="no question of the set comes from template 9"):
+        primary_comparison([*cot, *short], "cot", "combined", TEST_SET, templates=["template 9"])

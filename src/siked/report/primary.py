@@ -26,18 +26,32 @@ bootstrap over them (None below two seeds).
 Anything that would leave the number undefined is a ValueError saying what: a label no run holds, a model
 without evaluation files for the set, no seed both were run with, or a set whose questions do not come
 from several templates (its template-averaged difference would just be the pooled one).
+
+Two options serve an experiment's secondary comparisons: `templates` restricts both to the questions of
+some templates (a pool, such as the templates whose teacher programs are complete), and `reference_runs`
+reads the reference from other runs than the method (two runs whose models carry the same label, such
+as a combined baseline inside the SIKeD runs and a separate longer combined run). `model_accuracy` gives
+one model's template-averaged accuracy with the same two intervals.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from siked.metrics import load_metrics
 from siked.report.bootstrap import hierarchical_interval, seed_t_interval, stratified_mean
-from siked.report.seeds import difference_strata, model_tables, paired_difference
+from siked.report.seeds import (
+    ModelRuns,
+    SeedTable,
+    difference_strata,
+    model_tables,
+    paired_difference,
+)
 from siked.report.templates import set_templates
 
 
@@ -63,30 +77,94 @@ class PrimaryComparison:
     t_high: float | None = None
 
 
-def primary_comparison(run_dirs: Sequence[Path | str], method: str, reference: str = "combined",
-                       dataset: str = "gsm_symbolic:test") -> PrimaryComparison:
-    """The template-averaged paired difference `method` minus `reference` on `dataset` over the runs in
-    `run_dirs`, with its 95% hierarchical bootstrap interval (see the module's docstring)."""
+@dataclass(frozen=True)
+class ModelAccuracy:
+    """One model's template-averaged accuracy on `dataset` over seeds, as fractions: `estimate` with the
+    hierarchical bootstrap's interval (`low`, `high`) and the t-interval over seeds (`t_low`, `t_high`)."""
+
+    label: str
+    dataset: str
+    estimate: float
+    low: float
+    high: float
+    seeds: int
+    templates: int
+    questions: int
+    per_seed: tuple[float, ...] = ()
+    t_low: float | None = None
+    t_high: float | None = None
+
+
+def _model_table(run_dirs: Sequence[Path | str], label: str, dataset: str
+                 ) -> tuple[ModelRuns, SeedTable, dict[str, str]]:
+    """`label`'s group and seed table on `dataset` over `run_dirs`, and the set's question templates."""
     runs = [(Path(d), load_metrics(Path(d))) for d in run_dirs]
     groups, tables = model_tables(runs, [dataset])
     by_label = {g.label: g for g in groups}
-    for label in (method, reference):
-        if label not in by_label:
-            raise ValueError(f"no run holds a model labelled {label!r} (labels: {', '.join(by_label) or 'none'})")
-        if tables[label, dataset] is None:
-            raise ValueError(f"{label} has no evaluation files for {dataset} in every run that holds it")
-    difference = paired_difference(tables[method, dataset], tables[reference, dataset])
+    if label not in by_label:
+        raise ValueError(f"no run holds a model labelled {label!r} (labels: {', '.join(by_label) or 'none'})")
+    table = tables[label, dataset]
+    if table is None:
+        raise ValueError(f"{label} has no evaluation files for {dataset} in every run that holds it")
+    return by_label[label], table, set_templates(groups, [dataset])[dataset]
+
+
+def _only(table: SeedTable, question_templates: dict[str, str], templates: Collection[str] | None) -> SeedTable:
+    """`table` restricted to the questions of `templates` (all of them when None)."""
+    if templates is None:
+        return table
+    unknown = set(templates) - set(question_templates.values())
+    if unknown:
+        raise ValueError(f"no question of the set comes from {', '.join(sorted(unknown))} "
+                         f"(templates: {', '.join(sorted(set(question_templates.values())))})")
+    keep = [i for i, q in enumerate(table.questions) if question_templates.get(q) in templates]
+    return SeedTable(table.seeds, [table.questions[i] for i in keep], table.values[:, keep])
+
+
+def _seed_figures(values: np.ndarray, strata: list[np.ndarray]) -> tuple[tuple[float, ...], tuple[float, float] | None]:
+    per_seed = tuple(stratified_mean(values[row:row + 1], strata) for row in range(values.shape[0]))
+    return per_seed, seed_t_interval(per_seed)
+
+
+def model_accuracy(run_dirs: Sequence[Path | str], label: str, dataset: str = "gsm_symbolic:test",
+                   templates: Collection[str] | None = None) -> ModelAccuracy:
+    """`label`'s template-averaged accuracy on `dataset` over the runs' seeds (repeats averaged within
+    their seed), on the questions of `templates` if given."""
+    _, table, question_templates = _model_table(run_dirs, label, dataset)
+    table = _only(table, question_templates, templates)
+    strata = difference_strata(table, question_templates, dataset)
+    if strata is None:
+        raise ValueError(f"the questions of {dataset} do not come from several templates")
+    low, high = hierarchical_interval(table.values, strata)
+    per_seed, t_interval = _seed_figures(table.values, strata)
+    return ModelAccuracy(label=label, dataset=dataset, estimate=stratified_mean(table.values, strata), low=low,
+                         high=high, seeds=len(table.seeds), templates=len(strata), questions=len(table.questions),
+                         per_seed=per_seed, t_low=t_interval[0] if t_interval else None,
+                         t_high=t_interval[1] if t_interval else None)
+
+
+def primary_comparison(run_dirs: Sequence[Path | str], method: str, reference: str = "combined",
+                       dataset: str = "gsm_symbolic:test", *, templates: Collection[str] | None = None,
+                       reference_runs: Sequence[Path | str] | None = None) -> PrimaryComparison:
+    """The template-averaged paired difference `method` minus `reference` on `dataset` over the runs in
+    `run_dirs` (the reference from `reference_runs` when given), with its 95% hierarchical bootstrap
+    interval and the paired t-interval over seeds (see the module's docstring)."""
+    method_runs, method_table, question_templates = _model_table(run_dirs, method, dataset)
+    reference_group, reference_table, reference_templates = _model_table(
+        run_dirs if reference_runs is None else reference_runs, reference, dataset)
+    question_templates = {**reference_templates, **question_templates}
+    difference = paired_difference(method_table, reference_table)
     if difference is None:
         raise ValueError(f"{method} and {reference} share no seed with answers to the same {dataset} questions")
-    strata = difference_strata(difference, set_templates(groups, [dataset])[dataset], dataset)
+    difference = _only(difference, question_templates, templates)
+    strata = difference_strata(difference, question_templates, dataset)
     if strata is None:
         raise ValueError(f"the questions of {dataset} do not come from several templates")
     low, high = hierarchical_interval(difference.values, strata)
     paired = set(difference.seeds)
-    runs_per_seed = Counter(key for label in (method, reference) for key in by_label[label].seed_keys()
+    runs_per_seed = Counter(key for group in (method_runs, reference_group) for key in group.seed_keys()
                             if key in paired)
-    per_seed = tuple(stratified_mean(difference.values[row:row + 1], strata) for row in range(difference.values.shape[0]))
-    t_interval = seed_t_interval(per_seed)
+    per_seed, t_interval = _seed_figures(difference.values, strata)
     return PrimaryComparison(method=method, reference=reference, dataset=dataset,
                              estimate=stratified_mean(difference.values, strata), low=low, high=high,
                              seeds=len(paired), repeats=sum(runs_per_seed.values()) - 2 * len(paired),

@@ -4,7 +4,8 @@
 #   bash scripts/exp2.sh secondary "0 1 2"  # SIKeD all, the teacher-only control, cot, l2m, pot, and
 #                                           # combined under equal_steps (4·E* epochs)
 # The primary runs of every seed come first so that the interim reads as early as possible.
-# SIKED=path of the siked command (default .venv's). Writes runs/exp2/<run>-s<seed>.
+# SIKED=path of the siked command (default .venv's). Writes runs/exp2/<run>-s<seed>, packed into
+# docs/results/exp2/<run>-s<seed> (scripts/pack_run.py), which scripts/exp2_tables.py reads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PHASE=${1:?primary or secondary}
@@ -12,10 +13,11 @@ SEEDS=${2:-"0 1 2"}
 SIKED=${SIKED:-.venv/bin/siked}
 CONFIG=configs/exp2.yaml
 EPOCHS=$("$(dirname "$SIKED")/python" -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['train']['epochs'])" "$CONFIG")
-run() {  # run NAME SEED [--set ...]
+run() {  # run NAME SEED [--set ...]; a finished run is packed into docs/results/exp2 for committing
     local name=$1 seed=$2
     shift 2
     "$SIKED" run "$CONFIG" --set seed="$seed" --out "runs/exp2/$name-s$seed" "$@"
+    "$(dirname "$SIKED")/python" scripts/pack_run.py "runs/exp2/$name-s$seed" "docs/results/exp2/$name-s$seed"
 }
 for seed in $SEEDS; do
     case "$PHASE" in

@@ -12,6 +12,10 @@ PHASE=${1:?primary or secondary}
 SEEDS=${2:-"0 1 2"}
 SIKED=${SIKED:-.venv/bin/siked}
 CONFIG=configs/exp2.yaml
+if grep -q "from the pilot$" "$CONFIG"; then  # the placeholders' comments
+    echo "exp2.sh: $CONFIG still holds placeholders for E* or k; write the pilot's values first" >&2
+    exit 2
+fi
 EPOCHS=$("$(dirname "$SIKED")/python" -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['train']['epochs'])" "$CONFIG")
 run() {  # run NAME SEED [--set ...]; a finished run is packed into docs/results/exp2 for committing
     local name=$1 seed=$2

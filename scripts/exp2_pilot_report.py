@@ -14,6 +14,8 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import yaml
+
 from siked.io import read_jsonl
 from siked.metrics import load_metrics
 from siked.records import GradedSolution, Problem
@@ -21,6 +23,7 @@ from siked.rundir import eval_file
 
 PLATEAU_POINTS = 3.0
 PILOT_EPOCHS = 8  # the rule reads these; a pilot trained longer adds its later epochs only when the 8th is best
+EXTENDED_EPOCHS = 12
 PER_QUESTION_GAP = 10.0
 TEMPLATE_GAP = 5.0
 
@@ -42,24 +45,48 @@ def plateau(curve: list[tuple[int, float]]) -> int:
     return curve[-1][0]
 
 
+def read_plateau(curve: list[tuple[int, float]]) -> tuple[int | None, str]:
+    """The rule of docs/results.md on (epoch, template-averaged validation) points: (E*, how it was
+    read), E* None where the rule cannot read it yet. Epochs 1-8 decide; the best of them is the
+    earliest highest (as `siked.metrics.choose_best` picks), so the 8th is best only when strictly
+    above epochs 1-7, and then epochs 1-12 are read (all 12 needed)."""
+    epochs = [epoch for epoch, _ in curve]
+    if epochs[:PILOT_EPOCHS] != list(range(1, PILOT_EPOCHS + 1)):
+        return None, f"E* not read: the pilot has validated epochs {epochs}, the rule needs 1-{PILOT_EPOCHS}"
+    first = curve[:PILOT_EPOCHS]
+    best_first = max(first, key=lambda point: point[1])  # the earliest of equal values
+    said = f"best of epochs 1-{PILOT_EPOCHS}: {best_first[1]:.1f}% at epoch {best_first[0]}"
+    if best_first[0] != PILOT_EPOCHS:
+        return plateau(first), said
+    if epochs[:EXTENDED_EPOCHS] != list(range(1, EXTENDED_EPOCHS + 1)):
+        return None, (f"{said}; E* not read: the 8th epoch is best, so the rule reads epochs 1-{EXTENDED_EPOCHS}, "
+                      f"and this pilot has validated epochs {epochs}")
+    return plateau(curve[:EXTENDED_EPOCHS]), f"{said}; the 8th is best, so the rule reads epochs 1-{EXTENDED_EPOCHS}"
+
+
+def steps_per_epoch(run: Path) -> float:
+    """From the run's own config and training record, so that a missing snapshot shifts no epoch."""
+    epochs = yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"]
+    return load_metrics(run).baselines["combined"].train.steps / epochs
+
+
 def epochs_section(run: Path, template_of: dict[str, int]) -> list[str]:
-    checkpoints = load_metrics(run).baselines["combined"].checkpoints
+    combined = load_metrics(run).baselines["combined"]
+    per_epoch = steps_per_epoch(run)
     lines = ["| epoch | step | validation | template-averaged |", "|---|---|---|---|"]
     curve = []
-    for epoch, point in enumerate(checkpoints, start=1):
+    for point in combined.checkpoints:
+        epoch = round(point.step / per_epoch)
         rows = read_jsonl(eval_file(run / "baselines" / "combined" / f"step-{point.step}", "validation"), GradedSolution)
         pooled, averaged = template_mean({r.problem_id: r.verdict.correct for r in rows}, template_of)
         curve.append((epoch, averaged))
         lines.append(f"| {epoch} | {point.step} | {pooled:.1f}% | {averaged:.1f}% |")
-    first = curve[:PILOT_EPOCHS]
-    best_first = max(first, key=lambda point: point[1])
-    extended = best_first[0] == PILOT_EPOCHS and len(curve) > PILOT_EPOCHS
-    read = curve if extended else first
-    best = max(read, key=lambda point: point[1])
-    lines += ["", f"best of epochs 1-{PILOT_EPOCHS}: {best_first[1]:.1f}% at epoch {best_first[0]}"
-                  + (f"; the 8th is best, so the rule reads epochs 1-{len(curve)}" if extended else "")
-                  + f"; E* = {plateau(read)} (best template-averaged {best[1]:.1f}% at epoch {best[0]})",
-              f"the routing pass used the checkpoint the run chose: step {load_metrics(run).baselines['combined'].chosen_step}"]
+    e_star, how = read_plateau(curve)
+    chosen = combined.chosen_step
+    chosen_epoch = round(chosen / per_epoch) if chosen is not None else None
+    lines += ["", how + (f"; **E\\* = {e_star}**" if e_star is not None else ""),
+              f"the routing pass used the checkpoint the run chose over its {len(curve)} epochs: step {chosen} "
+              f"(epoch {chosen_epoch})"]
     return lines
 
 

@@ -16,7 +16,6 @@ import importlib.util
 import io
 import re
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,10 +89,6 @@ def interval(low: float | None, high: float | None, signed: bool = False) -> str
     return DASH if low is None or high is None else f"[{pct(low, signed)}, {pct(high, signed)}]"
 
 
-def seeds_of(runs: Sequence[Path]) -> list[int]:
-    return [load_metrics(p).run.seed for p in runs]
-
-
 def pools(root: Path) -> dict[str, set[str]]:
     """The PoT-complete and PoT-incomplete templates among the held-out set's (the draw's rule)."""
     unteachable = {f"template {t}" for t in load_script("draw_templates").POT_UNTEACHABLE}
@@ -115,7 +110,7 @@ def methods_table(root: Path) -> list[str]:
         if result is None:
             lines.append(f"| {name} | 0 | {DASH} | {DASH} | {DASH} | {DASH} |")
             continue
-        per_seed = ", ".join(f"{s}: {pct(v)}" for s, v in zip(seeds_of(runs), result.per_seed, strict=False))
+        per_seed = ", ".join(f"{s}: {pct(v)}" for s, v in zip(result.seed_keys, result.per_seed, strict=True))
         lines.append(f"| {name} | {result.seeds} | {per_seed} | {pct(result.estimate)} | "
                      f"{interval(result.t_low, result.t_high)} | {interval(result.low, result.high)} |")
     return lines
@@ -136,7 +131,7 @@ def differences_table(root: Path) -> list[str]:
         if result is None:
             lines.append(f"| {title} | 0 | {DASH} | {DASH} | {DASH} | {DASH} |")
             continue
-        per_seed = ", ".join(pct(v, signed=True) for v in result.per_seed)
+        per_seed = ", ".join(f"{s}: {pct(v, True)}" for s, v in zip(result.seed_keys, result.per_seed, strict=True))
         lines.append(f"| {title} | {result.seeds} | {per_seed} | {pct(result.estimate, True)} | "
                      f"{interval(result.t_low, result.t_high, True)} | {interval(result.low, result.high, True)} |")
     return lines

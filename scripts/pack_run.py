@@ -24,6 +24,8 @@ COMPRESSED = ("**/eval/*.jsonl", "data/*.jsonl", "saturation-*.jsonl")
 def pack(run: Path, dest: Path) -> list[Path]:
     if not (run / "metrics.json").is_file():
         raise SystemExit(f"pack_run: {run} has no metrics.json (not a finished run)")
+    for stale in dest.rglob("*.jsonl.gz") if dest.is_dir() else []:
+        stale.unlink()  # a file the run no longer has must not outlive a repack
     written = []
     for name in AS_IS:
         if (run / name).is_file():

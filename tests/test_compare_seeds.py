@@ -372,3 +372,5 @@ def test_pools_of_templates_runs_of_a_shared_label_and_one_models_accuracy(tmp_p
     assert mixed.repeats == 2  # what reference_runs avoids: the two combined runs of a seed averaged
     with pytest.raises(ValueError, match="no question of the set comes from template 9"):
         primary_comparison([*cot, *short], "cot", "combined", TEST_SET, templates=["template 9"])
+    with pytest.raises(ValueError, match="no question of the set comes from an empty pool"):
+        model_accuracy(cot, "cot", TEST_SET, templates=[])

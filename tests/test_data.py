@@ -503,6 +503,12 @@ def test_jsonl_gzip_is_read_and_found_beside_the_plain_name(tmp_path: Path) -> N
     packed.write_bytes(gzip.compress(b'{"question": "1+1?", "answer": 2}\n{"question": \n'))
     with pytest.raises(DataError, match=re.escape(f"{packed}:2: not valid JSON")):
         load_problems("jsonl", "test", data_file=tmp_path / "packed.jsonl")
+    packed.write_bytes(gzip.compress(plain.read_bytes())[:-12])  # cut short, as an interrupted copy
+    with pytest.raises(DataError, match=re.escape(f"{packed}: cannot be read (EOFError: ")):
+        load_problems("jsonl", "test", data_file=packed)
+    plain.write_bytes(b'{"question": "\xff", "answer": 1}\n')
+    with pytest.raises(DataError, match=re.escape(f"{plain}: cannot be read (UnicodeDecodeError: ")):
+        load_problems("jsonl", "test", data_file=plain)
 
 
 # --- validation split -----------------------------------------------------------------------

@@ -53,16 +53,19 @@ def test_tables_from_packed_runs(tmp_path: Path) -> None:
     text = tables(tmp_path)
 
     expected = primary_comparison(adaptive, "SIKeD unbiased adaptive (chosen)", "combined")
-    primary = row(text, "primary: SIKeD adaptive − combined")
-    assert primary[1:5] == ["2", ", ".join(f"{100 * v:+.1f}" for v in expected.per_seed), f"{100 * expected.estimate:+.1f}",
-                           f"[{100 * expected.t_low:+.1f}, {100 * expected.t_high:+.1f}]"]
-    # seed 0: +2/5 on template 4 and +1/5 on 12; seed 1: +1/5 and 0
+    # seed 0: +2/5 on template 4 and +1/5 on 12; seed 1: +1/5 and 0. t(0.975, 1) = 12.706, sd 0.1414
     assert expected.per_seed == pytest.approx((0.3, 0.1))
-    assert row(text, "SIKeD adaptive − combined, PoT-incomplete templates")[1:3] == ["2", "+40.0, +20.0"]
-    assert row(text, "SIKeD adaptive − combined, PoT-complete templates")[1:3] == ["2", "+20.0, +0.0"]
-    # cot-s0: 5/5 and 2/5; cot-s1: 2/5 and 0/5
+    assert row(text, "primary: SIKeD adaptive − combined")[1:5] == ["2", "0: +30.0, 1: +10.0", "+20.0",
+                                                                   "[-107.1, +147.1]"]
+    assert row(text, "SIKeD adaptive − combined, PoT-incomplete templates")[1:3] == ["2", "0: +40.0, 1: +20.0"]
+    assert row(text, "SIKeD adaptive − combined, PoT-complete templates")[1:3] == ["2", "0: +20.0, 1: +0.0"]
+    # cot-s0: 5/5 and 2/5; cot-s1: 2/5 and 0/5; combined (inside the adaptive runs) 3/5 and 0/5 in both
     assert row(text, "cot")[1:4] == ["2", "0: 70.0, 1: 20.0", "45.0"]
+    assert row(text, "cot − combined")[1:4] == ["2", "0: +40.0, 1: -10.0", "+15.0"]
     assert row(text, "SIKeD all") == ["SIKeD all", "0", "—", "—", "—", "—"]
     assert row(text, "SIKeD all − combined")[1:] == ["0", "—", "—", "—", "—"]
     assert "| method | template 4 | template 12 |" in text
-    assert row(text, "adaptive")[1:] == ["0", "2", "1.00 → 0.55 → 0.40", row(text, "adaptive")[4]]
+    assert "| cot | 70.0 | 20.0 |" in text  # per template, the mean over seeds
+    loop_rows = [line for line in text.splitlines() if line.startswith("| adaptive |")]
+    assert loop_rows == ["| adaptive | 0 | 2 | 1.00 → 0.55 → 0.40 | 21/50 → 22/50 → 23/50 |",
+                         "| adaptive | 1 | 2 | 1.00 → 0.55 → 0.40 | 21/50 → 22/50 → 23/50 |"]

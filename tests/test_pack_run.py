@@ -49,6 +49,10 @@ def test_pack_keeps_tables_inputs_compressed_and_leaves_models_out(tmp_path: Pat
     load_script().pack(run, dest)
     assert {name: (dest / name).read_bytes() for name in packed} == before  # no timestamp inside
 
+    (run / "iter1/eval/test.jsonl").unlink()  # the run redone without that file: the packed copy goes too
+    load_script().pack(run, dest)
+    assert not (dest / "iter1/eval/test.jsonl.gz").exists()
+
 
 def test_pack_refuses_an_unfinished_run(tmp_path: Path) -> None:
     write(tmp_path / "run/config.yaml", "seed: 0\n")

@@ -21,16 +21,20 @@ ITERATION_2 = {
     6: ("Seven?", 7, "[pot]: answer = 8", False),
 }
 SOLVED_BY = {1: ["cot"], 2: ["cot", "pot"], 3: ["pot"], 4: ["cot", "l2m"], 5: ["pot"], 6: []}
+"""Which forced strategies are right per question (the routing pass's per_question)."""
 
 
 def routed_metrics() -> dict:
     metrics = full_metrics()
-    group = {"questions": 2, "forced_accuracy": {"cot": 0.5, "l2m": 0.0, "pot": 0.5}}
+    def group(forced: dict[str, float], best: str) -> dict:
+        return {"questions": 2, "forced_accuracy": forced, "best_single_strategy": best,
+                "best_single_accuracy": forced[best]}
+
     metrics["routing"][TEST_SET].update(
         per_question={f"gsm_symbolic/test/{n}": s for n, s in SOLVED_BY.items()},
-        by_template={"template 0": {**group, "best_single_strategy": "pot", "best_single_accuracy": 0.5},
-                     "template 1": {**group, "best_single_strategy": "cot", "best_single_accuracy": 1.0},
-                     "template 2": {**group, "best_single_strategy": "pot", "best_single_accuracy": 1.0}})
+        by_template={"template 0": group({"cot": 0.0, "l2m": 0.0, "pot": 0.5}, "pot"),
+                     "template 1": group({"cot": 1.0, "l2m": 0.5, "pot": 0.0}, "cot"),
+                     "template 2": group({"cot": 0.5, "l2m": 0.0, "pot": 0.5}, "cot")})
     return metrics
 
 
@@ -51,7 +55,7 @@ def test_choices_per_template_and_iteration_against_the_oracle(tmp_path: Path) -
     assert table_rows(markdown) == [
         ["template 0", "2", "cot 100%", "pot 100%", "pot (50.0%)", "100.0%"],
         ["template 1", "2", "cot 100%", "cot 100%", "cot (100.0%)", "100.0%"],
-        ["template 2", "2", "cot 100%", "pot 50% · cot 50%", "pot (100.0%)", "50.0%"],
+        ["template 2", "2", "cot 100%", "pot 50% · cot 50%", "cot = pot (50.0%)", "50.0%"],
     ]
     assert "Not shown: `iter3/eval/gsm_symbolic-test.jsonl` is not in the run directory." in markdown
     assert (run_dir / "plots" / "template_choice.png").stat().st_size > 5000

@@ -14,7 +14,7 @@ from pathlib import Path
 from siked.config import DatasetSpec, load_config
 from siked.data import load_spec
 from siked.evaluation import EvaluationError
-from siked.io import read_jsonl
+from siked.io import jsonl_source, read_jsonl
 from siked.records import Prediction, Problem, Solution, Verdict
 from siked.rundir import file_key
 
@@ -55,7 +55,7 @@ def run_evaluation_sets(run_dir: Path, limit: int | None = None) -> dict[str, li
     for spec in run_specs(run_dir):
         key = spec_key(spec)
         copy = Path(run_dir) / "data" / f"eval-{file_key(key)}.jsonl"
-        problems = read_jsonl(copy, Problem) if copy.is_file() else load_spec(spec)
+        problems = read_jsonl(copy, Problem) if jsonl_source(copy).is_file() else load_spec(spec)
         sets[key] = problems[:limit] if limit is not None else problems
     return sets
 

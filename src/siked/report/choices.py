@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from siked.evaluation import natural_key
-from siked.metrics import VALIDATION, RoutingResult
+from siked.metrics import VALIDATION, RoutingGroup, RoutingResult
 from siked.records import GradedSolution
 from siked.report.document import MISSING, Block, Plot, Section, Table, fmt_pct
 from siked.report.failures import read_outputs
@@ -35,7 +35,7 @@ class TemplateChoice:
     shares: dict[int, dict[str, float]]
     """Iteration -> strategy -> share of the template's questions it was chosen for."""
     oracle: str | None
-    """The best forced strategy on this template (the routing pass, the chosen model)."""
+    """The best forced strategy on this template (the routing pass, the chosen model); ties as `cot = pot`."""
     oracle_accuracy: float | None
     right_pick: float | None
     """The chosen model: share of the questions some forced strategy solves where it picked one of those."""
@@ -66,6 +66,13 @@ def right_picks(rows: list[GradedSolution], result: RoutingResult, templates: di
     return {t: sum(h) / len(h) for t, h in hits.items()}
 
 
+def best_strategies(group: RoutingGroup) -> str | None:
+    """The strategies tied at the best forced accuracy, `cot = pot` (None: none recorded)."""
+    best = group.best_single_accuracy
+    tied = [s for s in ordered_strategies(group.forced_accuracy) if group.forced_accuracy[s] == best]
+    return " = ".join(tied) or None
+
+
 def template_choices(view: RunView, dataset: str) -> tuple[list[TemplateChoice], list[str]]:
     """The rows of the section, and a note per output file that could not be read."""
     templates = question_templates([view.run_dir], dataset)
@@ -87,7 +94,7 @@ def template_choices(view: RunView, dataset: str) -> tuple[list[TemplateChoice],
         choices.append(TemplateChoice(
             template=template, questions=group.questions or 0,
             shares={k: by_template.get(template, {}) for k, by_template in shares.items()},
-            oracle=group.best_single_strategy, oracle_accuracy=group.best_single_accuracy,
+            oracle=best_strategies(group) or group.best_single_strategy, oracle_accuracy=group.best_single_accuracy,
             right_pick=picks.get(template)))
     return choices, notes
 

@@ -47,6 +47,7 @@ from siked.metrics import load_metrics
 from siked.report.bootstrap import hierarchical_interval, seed_t_interval, stratified_mean
 from siked.report.seeds import (
     ModelRuns,
+    SeedKey,
     SeedTable,
     difference_strata,
     model_tables,
@@ -72,9 +73,10 @@ class PrimaryComparison:
     templates: int
     questions: int
     per_seed: tuple[float, ...] = ()
-    """Each paired seed's template-averaged difference, in seed order."""
+    """Each paired seed's template-averaged difference, in the order of `seed_keys`."""
     t_low: float | None = None
     t_high: float | None = None
+    seed_keys: tuple[SeedKey, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,10 @@ class ModelAccuracy:
     templates: int
     questions: int
     per_seed: tuple[float, ...] = ()
+    """Each seed's template-averaged accuracy, in the order of `seed_keys`."""
     t_low: float | None = None
     t_high: float | None = None
+    seed_keys: tuple[SeedKey, ...] = ()
 
 
 def _model_table(run_dirs: Sequence[Path | str], label: str, dataset: str
@@ -113,11 +117,14 @@ def _only(table: SeedTable, question_templates: dict[str, str], templates: Colle
     """`table` restricted to the questions of `templates` (all of them when None)."""
     if templates is None:
         return table
-    unknown = set(templates) - set(question_templates.values())
-    if unknown:
-        raise ValueError(f"no question of the set comes from {', '.join(sorted(unknown))} "
+    wanted = {str(t) for t in templates}
+    unknown = wanted - set(question_templates.values())
+    if not wanted or unknown:
+        raise ValueError(f"no question of the set comes from {', '.join(sorted(unknown)) or 'an empty pool'} "
                          f"(templates: {', '.join(sorted(set(question_templates.values())))})")
-    keep = [i for i, q in enumerate(table.questions) if question_templates.get(q) in templates]
+    keep = [i for i, q in enumerate(table.questions) if question_templates.get(q) in wanted]
+    if not keep:
+        raise ValueError(f"the compared questions hold none of {', '.join(sorted(wanted))}")
     return SeedTable(table.seeds, [table.questions[i] for i in keep], table.values[:, keep])
 
 
@@ -140,7 +147,7 @@ def model_accuracy(run_dirs: Sequence[Path | str], label: str, dataset: str = "g
     return ModelAccuracy(label=label, dataset=dataset, estimate=stratified_mean(table.values, strata), low=low,
                          high=high, seeds=len(table.seeds), templates=len(strata), questions=len(table.questions),
                          per_seed=per_seed, t_low=t_interval[0] if t_interval else None,
-                         t_high=t_interval[1] if t_interval else None)
+                         t_high=t_interval[1] if t_interval else None, seed_keys=tuple(table.seeds))
 
 
 def primary_comparison(run_dirs: Sequence[Path | str], method: str, reference: str = "combined",
@@ -170,4 +177,4 @@ def primary_comparison(run_dirs: Sequence[Path | str], method: str, reference: s
                              seeds=len(paired), repeats=sum(runs_per_seed.values()) - 2 * len(paired),
                              templates=len(strata), questions=len(difference.questions), per_seed=per_seed,
                              t_low=t_interval[0] if t_interval else None,
-                             t_high=t_interval[1] if t_interval else None)
+                             t_high=t_interval[1] if t_interval else None, seed_keys=tuple(difference.seeds))

@@ -21,7 +21,12 @@ from pathlib import Path
 
 from siked.evaluation import natural_key
 from siked.metrics import load_metrics
-from siked.report.primary import model_accuracy, primary_comparison
+from siked.report.primary import (
+    ModelAccuracy,
+    PrimaryComparison,
+    model_accuracy,
+    primary_comparison,
+)
 from siked.report.templates import question_templates
 
 TEST = "gsm_symbolic:test"
@@ -97,9 +102,20 @@ def pools(root: Path) -> dict[str, set[str]]:
     return {"complete": held_out - unteachable, "incomplete": held_out & unteachable}
 
 
+HEADER = "| {} | seeds | per seed | mean | t-interval (seeds) | bootstrap (seeds, questions) |"
+
+
+def result_row(title: str, result: ModelAccuracy | PrimaryComparison | None, signed: bool) -> str:
+    """One row of the methods or the differences table; dashes where the runs are not there yet."""
+    if result is None:
+        return f"| {title} | 0 | {DASH} | {DASH} | {DASH} | {DASH} |"
+    per_seed = ", ".join(f"{s}: {pct(v, signed)}" for s, v in zip(result.seed_keys, result.per_seed, strict=True))
+    return (f"| {title} | {result.seeds} | {per_seed} | {pct(result.estimate, signed)} | "
+            f"{interval(result.t_low, result.t_high, signed)} | {interval(result.low, result.high, signed)} |")
+
+
 def methods_table(root: Path) -> list[str]:
-    lines = ["| method | seeds | per seed | mean | t-interval (seeds) | bootstrap (seeds, questions) |",
-             "|---|---|---|---|---|---|"]
+    lines = [HEADER.format("method"), "|---|---|---|---|---|---|"]
     for name in METHODS:
         arm = ARMS[name]
         runs = runs_of(root, arm.run)
@@ -107,33 +123,22 @@ def methods_table(root: Path) -> list[str]:
             result = model_accuracy(runs, arm.label, TEST) if runs else None
         except ValueError:
             result = None
-        if result is None:
-            lines.append(f"| {name} | 0 | {DASH} | {DASH} | {DASH} | {DASH} |")
-            continue
-        per_seed = ", ".join(f"{s}: {pct(v)}" for s, v in zip(result.seed_keys, result.per_seed, strict=True))
-        lines.append(f"| {name} | {result.seeds} | {per_seed} | {pct(result.estimate)} | "
-                     f"{interval(result.t_low, result.t_high)} | {interval(result.low, result.high)} |")
+        lines.append(result_row(name, result, signed=False))
     return lines
 
 
 def differences_table(root: Path) -> list[str]:
-    lines = ["| comparison | paired seeds | per seed | mean | t-interval (seeds) | bootstrap (seeds, questions) |",
-             "|---|---|---|---|---|---|"]
+    lines = [HEADER.format("comparison"), "|---|---|---|---|---|---|"]
     template_pools = pools(root)
     for title, method, reference, pool in DIFFERENCES:
         m, r = ARMS[method], ARMS[reference]
-        method_runs, reference_runs = runs_of(root, m.run), runs_of(root, r.run)
         try:
-            result = primary_comparison(method_runs, m.label, r.label, TEST, reference_runs=reference_runs,
+            result = primary_comparison(runs_of(root, m.run), m.label, r.label, TEST,
+                                        reference_runs=runs_of(root, r.run),
                                         templates=template_pools[pool] if pool else None)
         except ValueError:
             result = None
-        if result is None:
-            lines.append(f"| {title} | 0 | {DASH} | {DASH} | {DASH} | {DASH} |")
-            continue
-        per_seed = ", ".join(f"{s}: {pct(v, True)}" for s, v in zip(result.seed_keys, result.per_seed, strict=True))
-        lines.append(f"| {title} | {result.seeds} | {per_seed} | {pct(result.estimate, True)} | "
-                     f"{interval(result.t_low, result.t_high, True)} | {interval(result.low, result.high, True)} |")
+        lines.append(result_row(title, result, signed=True))
     return lines
 
 

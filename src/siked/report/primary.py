@@ -41,8 +41,6 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from siked.metrics import load_metrics
 from siked.report.bootstrap import hierarchical_interval, seed_t_interval, stratified_mean
 from siked.report.seeds import (
@@ -56,47 +54,41 @@ from siked.report.seeds import (
 from siked.report.templates import set_templates
 
 
-@dataclass(frozen=True)
-class PrimaryComparison:
-    """`method` minus `reference` on `dataset`, template-averaged, as fractions; `seeds`: the seeds both
-    were run with; `repeats`: runs of those seeds beyond the first of each, both models together (0: one run
-    per seed and model); `templates`, `questions`: how many the paired questions span."""
+@dataclass(frozen=True, kw_only=True)
+class SeedFigures:
+    """A template-averaged figure on `dataset` over seeds, as fractions: `estimate` with the hierarchical
+    bootstrap's 95% interval (`low`, `high`) and the t-interval over seeds (`t_low`, `t_high`; None below
+    two seeds); `templates`, `questions`: how many the questions span."""
+
+    dataset: str
+    estimate: float
+    low: float
+    high: float
+    seeds: int
+    templates: int
+    questions: int
+    per_seed: tuple[float, ...] = ()
+    """Each seed's template-averaged figure, in the order of `seed_keys`."""
+    t_low: float | None = None
+    t_high: float | None = None
+    seed_keys: tuple[SeedKey, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class PrimaryComparison(SeedFigures):
+    """`method` minus `reference`; `seeds`: the seeds both were run with; `repeats`: runs of those seeds
+    beyond the first of each, both models together (0: one run per seed and model)."""
 
     method: str
     reference: str
-    dataset: str
-    estimate: float
-    low: float
-    high: float
-    seeds: int
     repeats: int
-    templates: int
-    questions: int
-    per_seed: tuple[float, ...] = ()
-    """Each paired seed's template-averaged difference, in the order of `seed_keys`."""
-    t_low: float | None = None
-    t_high: float | None = None
-    seed_keys: tuple[SeedKey, ...] = ()
 
 
-@dataclass(frozen=True)
-class ModelAccuracy:
-    """One model's template-averaged accuracy on `dataset` over seeds, as fractions: `estimate` with the
-    hierarchical bootstrap's interval (`low`, `high`) and the t-interval over seeds (`t_low`, `t_high`)."""
+@dataclass(frozen=True, kw_only=True)
+class ModelAccuracy(SeedFigures):
+    """One model's template-averaged accuracy."""
 
     label: str
-    dataset: str
-    estimate: float
-    low: float
-    high: float
-    seeds: int
-    templates: int
-    questions: int
-    per_seed: tuple[float, ...] = ()
-    """Each seed's template-averaged accuracy, in the order of `seed_keys`."""
-    t_low: float | None = None
-    t_high: float | None = None
-    seed_keys: tuple[SeedKey, ...] = ()
 
 
 def _model_table(run_dirs: Sequence[Path | str], label: str, dataset: str
@@ -128,9 +120,17 @@ def _only(table: SeedTable, question_templates: dict[str, str], templates: Colle
     return SeedTable(table.seeds, [table.questions[i] for i in keep], table.values[:, keep])
 
 
-def _seed_figures(values: np.ndarray, strata: list[np.ndarray]) -> tuple[tuple[float, ...], tuple[float, float] | None]:
-    per_seed = tuple(stratified_mean(values[row:row + 1], strata) for row in range(values.shape[0]))
-    return per_seed, seed_t_interval(per_seed)
+def _figures(table: SeedTable, question_templates: dict[str, str], dataset: str) -> dict:
+    """The `SeedFigures` fields of a seeds x questions table, template-averaged."""
+    strata = difference_strata(table, question_templates, dataset)
+    if strata is None:
+        raise ValueError(f"the questions of {dataset} do not come from several templates")
+    low, high = hierarchical_interval(table.values, strata)
+    per_seed = tuple(stratified_mean(table.values[row:row + 1], strata) for row in range(table.values.shape[0]))
+    t_low, t_high = seed_t_interval(per_seed) or (None, None)
+    return dict(dataset=dataset, estimate=stratified_mean(table.values, strata), low=low, high=high,
+                seeds=len(table.seeds), templates=len(strata), questions=len(table.questions), per_seed=per_seed,
+                t_low=t_low, t_high=t_high, seed_keys=tuple(table.seeds))
 
 
 def model_accuracy(run_dirs: Sequence[Path | str], label: str, dataset: str = "gsm_symbolic:test",
@@ -138,16 +138,8 @@ def model_accuracy(run_dirs: Sequence[Path | str], label: str, dataset: str = "g
     """`label`'s template-averaged accuracy on `dataset` over the runs' seeds (repeats averaged within
     their seed), on the questions of `templates` if given."""
     _, table, question_templates = _model_table(run_dirs, label, dataset)
-    table = _only(table, question_templates, templates)
-    strata = difference_strata(table, question_templates, dataset)
-    if strata is None:
-        raise ValueError(f"the questions of {dataset} do not come from several templates")
-    low, high = hierarchical_interval(table.values, strata)
-    per_seed, t_interval = _seed_figures(table.values, strata)
-    return ModelAccuracy(label=label, dataset=dataset, estimate=stratified_mean(table.values, strata), low=low,
-                         high=high, seeds=len(table.seeds), templates=len(strata), questions=len(table.questions),
-                         per_seed=per_seed, t_low=t_interval[0] if t_interval else None,
-                         t_high=t_interval[1] if t_interval else None, seed_keys=tuple(table.seeds))
+    return ModelAccuracy(label=label, **_figures(_only(table, question_templates, templates), question_templates,
+                                                 dataset))
 
 
 def primary_comparison(run_dirs: Sequence[Path | str], method: str, reference: str = "combined",
@@ -164,17 +156,8 @@ def primary_comparison(run_dirs: Sequence[Path | str], method: str, reference: s
     if difference is None:
         raise ValueError(f"{method} and {reference} share no seed with answers to the same {dataset} questions")
     difference = _only(difference, question_templates, templates)
-    strata = difference_strata(difference, question_templates, dataset)
-    if strata is None:
-        raise ValueError(f"the questions of {dataset} do not come from several templates")
-    low, high = hierarchical_interval(difference.values, strata)
     paired = set(difference.seeds)
     runs_per_seed = Counter(key for group in (method_runs, reference_group) for key in group.seed_keys()
                             if key in paired)
-    per_seed, t_interval = _seed_figures(difference.values, strata)
-    return PrimaryComparison(method=method, reference=reference, dataset=dataset,
-                             estimate=stratified_mean(difference.values, strata), low=low, high=high,
-                             seeds=len(paired), repeats=sum(runs_per_seed.values()) - 2 * len(paired),
-                             templates=len(strata), questions=len(difference.questions), per_seed=per_seed,
-                             t_low=t_interval[0] if t_interval else None,
-                             t_high=t_interval[1] if t_interval else None, seed_keys=tuple(difference.seeds))
+    return PrimaryComparison(method=method, reference=reference, repeats=sum(runs_per_seed.values()) - 2 * len(paired),
+                             **_figures(difference, question_templates, dataset))

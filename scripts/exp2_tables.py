@@ -1,16 +1,18 @@
 """Every table of docs/results.md's experiment 2, from the committed run files.
 
-    python scripts/exp2_tables.py [DIR]      # DIR: docs/results (default)
+    python scripts/exp2_tables.py [DIR] [--experiment exp2]   # DIR: docs/results (default)
 
 Reads DIR/exp2-pilot/<draw>/ (each pilot, through scripts/exp2_pilot_report.py) and DIR/exp2/<run>-s<seed>/
 (the runs of scripts/exp2.sh, packed by scripts/pack_run.py) and prints Markdown: the pilots; each
 method's template-averaged held-out accuracy per seed with its t-interval over seeds and the hierarchical
 bootstrap interval; the pre-registered primary and secondary differences the same way; per template;
 the iteration validation chose, α and the solved share per iteration. A run not there yet is a dash.
+`--experiment exp2-gpu` reads DIR/exp2-gpu-pilot/ and DIR/exp2-gpu/ instead (configs/exp2-gpu.yaml).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import io
@@ -175,16 +177,16 @@ def iterations_table(root: Path) -> list[str]:
     return lines
 
 
-def main(results: Path) -> None:
+def main(results: Path, experiment: str = "exp2") -> None:
     pilot = load_script("exp2_pilot_report")
     out: list[str] = []
-    for draw in sorted((results / "exp2-pilot").glob("*/")):
+    for draw in sorted((results / f"{experiment}-pilot").glob("*/")):
         out += [f"## Pilot: {draw.name}", ""]
         text = io.StringIO()
         with contextlib.redirect_stdout(text):
             pilot.main(draw)
         out += [text.getvalue().rstrip(), ""]
-    root = results / "exp2"
+    root = results / experiment
     out += ["## Held-out accuracy (template-averaged, %) per method", "", *methods_table(root), "",
             "## Differences (template-averaged points, paired by seed)", "", *differences_table(root), "",
             "## Per template (mean over seeds, %)", "", *templates_table(root), "",
@@ -193,4 +195,8 @@ def main(results: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("docs/results"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="?", type=Path, default=Path("docs/results"))
+    parser.add_argument("--experiment", default="exp2", help="exp2 (the CPU runs) or exp2-gpu")
+    args = parser.parse_args()
+    main(args.results, args.experiment)

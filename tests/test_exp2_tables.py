@@ -3,27 +3,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import shutil
-import sys
 from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
 from siked.report.primary import primary_comparison
 from test_compare_seeds import QUESTIONS, baseline_run, seeded_run, write_templated_problems
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "exp2_tables.py"
 TEMPLATES = {q: 4 if i < 5 else 12 for i, q in enumerate(QUESTIONS)}  # 4: PoT-incomplete, 12: complete
 
 
 def tables(results: Path) -> str:
-    spec = importlib.util.spec_from_file_location("exp2_tables", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
+    module = load_script("exp2_tables")
     out = io.StringIO()
     with redirect_stdout(out):
         module.main(results)

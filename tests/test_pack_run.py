@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
 from siked.io import iter_jsonl
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "pack_run.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("pack_run", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def write(path: Path, text: str) -> None:
@@ -37,7 +28,7 @@ def test_pack_keeps_tables_inputs_compressed_and_leaves_models_out(tmp_path: Pat
     write(run / "teacher/teacher.jsonl", rows)
     write(run / "iter1/train.jsonl", rows)
 
-    load_script().pack(run, dest)
+    load_script("pack_run").pack(run, dest)
     packed = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
     assert packed == ["baselines/combined/step-8/eval/validation.jsonl.gz", "config.yaml", "data/validation.jsonl.gz",
                       "iter1/eval/test.jsonl.gz", "metrics.json", "saturation-cot.jsonl.gz"]
@@ -46,15 +37,15 @@ def test_pack_keeps_tables_inputs_compressed_and_leaves_models_out(tmp_path: Pat
     assert (dest / "iter1/eval/test.jsonl.gz").stat().st_size < len(rows) / 3
 
     before = {name: (dest / name).read_bytes() for name in packed}
-    load_script().pack(run, dest)
+    load_script("pack_run").pack(run, dest)
     assert {name: (dest / name).read_bytes() for name in packed} == before  # no timestamp inside
 
     (run / "iter1/eval/test.jsonl").unlink()  # the run redone without that file: the packed copy goes too
-    load_script().pack(run, dest)
+    load_script("pack_run").pack(run, dest)
     assert not (dest / "iter1/eval/test.jsonl.gz").exists()
 
 
 def test_pack_refuses_an_unfinished_run(tmp_path: Path) -> None:
     write(tmp_path / "run/config.yaml", "seed: 0\n")
     with pytest.raises(SystemExit, match="has no metrics.json"):
-        load_script().pack(tmp_path / "run", tmp_path / "packed")
+        load_script("pack_run").pack(tmp_path / "run", tmp_path / "packed")

@@ -1,10 +1,10 @@
 """Every preset under configs/ loads and validates, and the experiment runs the embedded default's task."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from conftest import load_script
 from siked.config import load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -39,9 +39,7 @@ def test_experiment_2_at_gpu_size_is_the_cpu_design_on_the_rules_draw():
     held_out = gpu.data.evaluation[0]
     assert held_out.templates == gpu.data.train.templates and held_out.split == "test"
 
-    spec = importlib.util.spec_from_file_location("draw_templates", configs.parent / "scripts" / "draw_templates.py")
-    draw = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(draw)
+    draw = load_script("draw_templates")
     teachable, unteachable = draw.draw(2026, each=8, train=gpu.data.train.per_template, test=held_out.per_template)
     assert sorted(teachable + unteachable) == gpu.data.train.templates
     assert set(unteachable) <= set(draw.POT_UNTEACHABLE) and len(teachable) == len(unteachable) == 8

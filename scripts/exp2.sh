@@ -14,6 +14,10 @@ PHASE=${1:?primary or secondary}
 SEEDS=${2:-"0 1 2"}
 SIKED=${SIKED:-.venv/bin/siked}
 CONFIG=${CONFIG:-configs/exp2.yaml}
+if [ ! -f "$CONFIG" ]; then
+    echo "exp2.sh: no config at $CONFIG (CONFIG names the experiment's config)" >&2
+    exit 2
+fi
 if grep -q "from the pilot$" "$CONFIG"; then  # the placeholders' comments
     echo "exp2.sh: $CONFIG still holds placeholders for E* or k; write the pilot's values first" >&2
     exit 2

@@ -197,6 +197,7 @@ def main(results: Path, experiment: str = "exp2") -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="?", type=Path, default=Path("docs/results"))
-    parser.add_argument("--experiment", default="exp2", help="exp2 (the CPU runs) or exp2-gpu")
+    parser.add_argument("--experiment", default="exp2", choices=["exp2", "exp2-gpu"],
+                        help="exp2 (the CPU runs) or exp2-gpu (configs/exp2-gpu.yaml)")
     args = parser.parse_args()
     main(args.results, args.experiment)
